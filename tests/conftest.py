@@ -23,7 +23,6 @@ sys.path.insert(0, str(TESTS_DIR))
 
 from fixtures.build_standin import build_debs  # noqa: E402
 
-
 CACHE_DIR = Path(os.environ.get("LINSTOR_APPLIANCE_TEST_CACHE", Path.home() / ".cache" / "linstor-appliance"))
 STATIC_ADDRESS = "10.0.2.15/24"
 STATIC_GATEWAY = "10.0.2.2"
