@@ -7,66 +7,19 @@ so a second run only re-does the configuration-dependent steps.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = TESTS_DIR.parent
 sys.path.insert(0, str(TESTS_DIR))
 
 from fixtures.build_standin import build_debs  # noqa: E402
-
-CACHE_DIR = Path(os.environ.get("LINSTOR_APPLIANCE_TEST_CACHE", Path.home() / ".cache" / "linstor-appliance"))
-STATIC_ADDRESS = "10.0.2.15/24"
-STATIC_GATEWAY = "10.0.2.2"
-STATIC_DNS = "10.0.2.3"
-
-
-@dataclass(frozen=True)
-class BuiltImage:
-    """One finished build: the output folder and the SSH key whose public half the image trusts."""
-
-    directory: Path
-    ssh_key: Path
-
-    @property
-    def raw(self) -> Path:
-        return self.directory / "linstor-controller.raw"
-
-    @property
-    def compressed(self) -> Path:
-        return self.directory / "linstor-controller.raw.zst"
-
-    @property
-    def manifest(self) -> Path:
-        return self.directory / "manifest.json"
-
-    @property
-    def sums(self) -> Path:
-        return self.directory / "SHA256SUMS"
-
-
-def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run linstor-appliance the way a user does: as a separate process, output captured."""
-    result = subprocess.run(
-        [sys.executable, "-m", "builder", *args],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"linstor-appliance {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-    return result
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("building images needs root")
+from helpers import STATIC_ADDRESS, STATIC_DNS, STATIC_GATEWAY, BuiltImage, build_image  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -83,17 +36,6 @@ def ssh_keypair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     key = directory / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test@build", "-f", str(key)], check=True)
     return key
-
-
-def build_image(name: str, debs: Path, key: Path, out_root: Path, *extra: str) -> BuiltImage:
-    require_root()
-    directory = out_root / name
-    cli(
-        "build", "--distribution", "debian", "--linstor-source", f"local:{debs}",
-        "--ssh-authorized-keys", f"{key}.pub", "--output-dir", str(directory), "--cache-dir", str(CACHE_DIR),
-        *extra,
-    )
-    return BuiltImage(directory, key)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,68 @@
+"""Helpers shared by test modules: running the CLI as a user does, and building test images."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = Path(os.environ.get("LINSTOR_APPLIANCE_TEST_CACHE", Path.home() / ".cache" / "linstor-appliance"))
+STATIC_ADDRESS = "10.0.2.15/24"
+STATIC_GATEWAY = "10.0.2.2"
+STATIC_DNS = "10.0.2.3"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """One finished build: the output folder and the SSH key whose public half the image trusts."""
+
+    directory: Path
+    ssh_key: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.directory / "linstor-controller.raw"
+
+    @property
+    def compressed(self) -> Path:
+        return self.directory / "linstor-controller.raw.zst"
+
+    @property
+    def manifest(self) -> Path:
+        return self.directory / "manifest.json"
+
+    @property
+    def sums(self) -> Path:
+        return self.directory / "SHA256SUMS"
+
+
+def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run linstor-appliance the way a user does: as a separate process, output captured."""
+    result = subprocess.run(
+        [sys.executable, "-m", "builder", *args],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"linstor-appliance {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("building images needs root")
+
+
+def build_image(name: str, debs: Path, key: Path, out_root: Path, *extra: str) -> BuiltImage:
+    require_root()
+    directory = out_root / name
+    cli(
+        "build", "--distribution", "debian", "--linstor-source", f"local:{debs}",
+        "--ssh-authorized-keys", f"{key}.pub", "--output-dir", str(directory), "--cache-dir", str(CACHE_DIR),
+        *extra,
+    )
+    return BuiltImage(directory, key)
