@@ -56,7 +56,9 @@ def password_hash(config: Config) -> tuple[str, bool]:
     return hashed, True
 
 
-def mkosi_argv(config: Config, extra: Path, pkgmngr: Path, output: Path, secret_env: Path) -> list[str]:
+def mkosi_argv(
+    config: Config, extra: Path, pkgmngr: Path, output: Path, secret_env: Path, verb: str = "build"
+) -> list[str]:
     cache = config.cache_dir
     argv = [
         "mkosi",
@@ -81,7 +83,7 @@ def mkosi_argv(config: Config, extra: Path, pkgmngr: Path, output: Path, secret_
         argv += ["--package-directory", str(config.linstor_source.directory)]
     if log.is_verbose():
         argv.append("--debug")
-    return [*argv, "build"]
+    return [*argv, verb]
 
 
 def show_mkosi_step(line: str) -> str | None:
