@@ -17,6 +17,7 @@ import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR))
+pytest_plugins = ["sim.fixtures"]
 
 from fixtures.build_standin import build_debs  # noqa: E402
 from helpers import STATIC_ADDRESS, STATIC_DNS, STATIC_GATEWAY, BuiltImage, build_image  # noqa: E402

@@ -1,0 +1,1 @@
+"""The fake PVE, LINSTOR-host and OpenSSH commands; each module has main(argv) -> exit code."""
