@@ -7,14 +7,13 @@ validated before anything is built, so a bad value costs the user one line and n
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import enum
 import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +87,6 @@ class Config:
     backup_keep: int = 7
     output_dir: Path = Path("out")
     cache_dir: Path = DEFAULT_CACHE
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def default_user(self) -> str:
@@ -285,6 +283,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_dir", parse_path, f"mkosi's package and image cache (default {DEFAULT_CACHE})", "DIR"),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -328,8 +327,6 @@ def from_sources(toml: Mapping[str, Any], cli: Mapping[str, Any]) -> Config:
     values = {name: SETTINGS_BY_NAME[name].parse(value) for name, value in raw.items()}
     return finalize(values)
 
-
-SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def finalize(values: dict[str, Any]) -> Config:
@@ -384,11 +381,3 @@ def from_args(args: argparse.Namespace) -> Config:
     cli = {s.name: getattr(args, s.name, None) for s in SETTINGS}
     return from_sources(toml, cli)
 
-
-def replace(config: Config, **changes: Any) -> Config:
-    return dataclasses.replace(config, **changes)
-
-
-def describe(settings: Sequence[Setting] = SETTINGS) -> str:
-    """A TOML example listing every setting, used by the README and --help epilog."""
-    return "\n".join(f"# {s.help}\n# {s.key} = ..." for s in settings)
