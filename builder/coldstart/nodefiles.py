@@ -1,0 +1,116 @@
+"""The files and units cold-start support adds to one node, and taking them away again."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from builder import log
+from builder.coldstart import layout
+from builder.coldstart.record import NodeRecord
+from builder.coldstart.settings import Settings
+from builder.errors import die
+from builder.resources import render
+from builder.run import run
+
+EXECUTABLE = 0o755
+PLAIN = 0o644
+
+
+def wanted(settings: Settings, controller_vmid: int, resource: str, snippets_dir: str,
+           local_fallback: bool) -> dict[str, tuple[str, int]]:  # fmt: skip
+    """Relative path -> (content, mode) of every file a node gets."""
+    snippet = f"{snippets_dir.strip('/')}/{layout.HOOK_NAME}"
+    t = layout.TEMPLATES
+    return {
+        layout.SCRIPT: (render(f"{t}/linstor-coldstart.sh.j2"), EXECUTABLE),
+        snippet: (render(f"{t}/hook.sh.j2", snippet=snippet, script=layout.SCRIPT), EXECUTABLE),
+        layout.SETTINGS: (render(f"{t}/linstor-coldstart.conf.j2", controller_vmid=controller_vmid,
+                                 local_fallback="yes" if local_fallback else "no",
+                                 boot_wait=settings.boot_wait, hook_wait=settings.hook_wait,
+                                 probe_timeout=settings.probe_timeout, clear_wait=settings.clear_wait), PLAIN),
+        layout.GATE_DROPIN: (render(f"{t}/pve-guests.conf.j2", resource=resource, script=layout.SCRIPT), PLAIN),
+        layout.LRM_DROPIN: (render(f"{t}/pve-ha-lrm.conf.j2", resource=resource), PLAIN),
+        layout.RETRY_SERVICE: (render(f"{t}/linstor-coldstart-retry.service.j2", script=layout.SCRIPT), PLAIN),
+        layout.RETRY_TIMER: (render(f"{t}/linstor-coldstart-retry.timer.j2", interval=settings.retry_interval),
+                             PLAIN),
+    }  # fmt: skip
+
+
+def write(root: Path, files: dict[str, tuple[str, int]], record: NodeRecord) -> None:
+    """Write what differs; the first time a path is touched its previous content is recorded."""
+    for relative, (content, mode) in files.items():
+        path = layout.at(root, relative)
+        current = path.read_text() if path.is_file() else None
+        if relative not in record.files:
+            record.files[relative] = current
+        if current == content and (path.stat().st_mode & 0o777) == mode:
+            continue
+        record.note_dirs(root, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.new")
+        tmp.write_text(content)
+        tmp.chmod(mode)
+        tmp.replace(path)
+
+
+def drop_stale(root: Path, files: dict[str, tuple[str, int]], record: NodeRecord) -> None:
+    """Files an earlier install wrote that this one no longer wants (e.g. another snippets storage)."""
+    for relative in [r for r in record.files if r not in files]:
+        restore(root, relative, record.files.pop(relative))
+
+
+def restore(root: Path, relative: str, previous: str | None) -> None:
+    path = layout.at(root, relative)
+    if previous is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(previous)
+
+
+def remove_dirs(root: Path, dirs: list[str]) -> None:
+    """Directories install created, deepest first, if nothing else was put there since."""
+    for relative in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
+        with contextlib.suppress(OSError):
+            layout.at(root, relative).rmdir()
+
+
+def systemctl(*args: str, check: bool = True) -> str:
+    # systemctl acts on the node it runs on; the root prefix only applies to files.
+    return run(["systemctl", *args], capture=True, check=check).stdout.strip()
+
+
+def unit_enabled(unit: str) -> bool:
+    return systemctl("is-enabled", unit, check=False) in ("enabled", "static", "alias", "indirect")
+
+
+def enable_units(root: Path, resource: str, record: NodeRecord) -> None:
+    """The retry timer, and the controller VM's DRBD unit if neither it nor drbd.service is enabled."""
+    # systemctl creates the .wants directories; remove takes away the ones that were not there.
+    for wants in ("timers.target.wants", "multi-user.target.wants"):
+        record.note_dirs(root, layout.at(root, f"etc/systemd/system/{wants}/unit"))
+    systemctl("daemon-reload")
+    drbd_unit = f"drbd@{resource}.target"
+    if not unit_enabled(drbd_unit) and not unit_enabled("drbd.service"):
+        if systemctl("show", "-p", "LoadState", "--value", drbd_unit, check=False) != "loaded":
+            die(f"neither {drbd_unit} nor drbd.service is enabled, and this drbd-utils has no drbd@.target",
+                hint="enable drbd.service so the controller VM's disk comes up at boot, then run this again")
+        log.info(f"enabling {drbd_unit}: it brings the controller VM's disk up at boot without a controller")
+        systemctl("enable", drbd_unit)
+        record.enabled.append(drbd_unit)
+    if not unit_enabled(layout.TIMER_UNIT):
+        record.enabled.append(layout.TIMER_UNIT)
+    systemctl("enable", "--now", layout.TIMER_UNIT)
+
+
+def remove(root: Path, record: NodeRecord) -> None:
+    if layout.TIMER_UNIT in record.enabled:
+        systemctl("disable", "--now", layout.TIMER_UNIT, check=False)
+        systemctl("stop", layout.TIMER_UNIT.replace(".timer", ".service"), check=False)
+    for unit in record.enabled:
+        if unit != layout.TIMER_UNIT:
+            systemctl("disable", unit, check=False)
+    for relative, previous in record.files.items():
+        restore(root, relative, previous)
+    remove_dirs(root, record.dirs)
+    systemctl("daemon-reload", check=False)
