@@ -18,6 +18,9 @@ FAKES = {
     "ssh": "ssh",
     "scp": "scp",
     "qemu-img": "qemu_img",
+    "ping": "ping",
+    "drbdsetup": "drbdsetup",
+    "curl": "curl",
 }
 
 LAUNCHER = """\

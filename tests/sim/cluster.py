@@ -137,6 +137,12 @@ class SimCluster:
         if not link.is_symlink():
             link.symlink_to(self.state.pve.resolve())
         (root / "etc" / "hostname").write_text(f"{node}\n")
+        (root / "etc" / "network").mkdir(parents=True, exist_ok=True)
+        (root / "etc" / "network" / "interfaces").write_text(
+            f"auto lo\niface lo inet loopback\n\niface eno1 inet manual\n\nauto vmbr0\niface vmbr0 inet static\n"
+            f"\taddress {sc.node_ip(node)}/24\n\tgateway 10.0.0.254\n\tbridge-ports eno1\n\tbridge-stp off\n"
+            "\tbridge-fd 0\n"
+        )
         for sub in ("var/lib/linstor.d", "var/lib/vz/snippets", "var/lib/vz/images", "var/lock/qemu-server",
                     "dev/drbd/by-res", "etc/linstor", "var/cache/linstor-proxmox"):  # fmt: skip
             (root / sub).mkdir(parents=True, exist_ok=True)

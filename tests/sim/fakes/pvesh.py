@@ -1,7 +1,7 @@
 """Fake `pvesh get|create|set|delete <path> [--opts] [--output-format json|json-pretty]` (pve-manager 8.4).
 
 Paths: /cluster/resources, /cluster/status, /cluster/ha/status/current, /cluster/ha/resources[/<sid>],
-/cluster/ha/groups, /cluster/backup[/<id>], /nodes, /nodes/<n>/qemu, /nodes/<n>/qemu/<id>/config,
+/cluster/ha/groups, /cluster/backup[/<id>], /nodes, /nodes/<n>/network, /nodes/<n>/qemu, /nodes/<n>/qemu/<id>/config,
 /nodes/<n>/qemu/<id>/status/current, /nodes/<n>/startall, /storage[/<id>], /version.
 """
 
@@ -212,6 +212,8 @@ def handle(ctx: Context, method: str, path: str, opts: dict[str, str]) -> Any:
             for line in services.startall(ctx.state, node):
                 print(line)
             return None
+        if method == "get" and parts[2:] == ["network"]:
+            return _network(ctx, node, opts.get("type"))
         if method == "get" and parts[2:] == ["qemu"]:
             return [_vm_entry(ctx, vmid, n) for vmid, n in sorted(vmconf.all_vms(ctx.pve).items()) if n == node]
         if len(parts) >= 4 and parts[2] == "qemu" and parts[3].isdigit():
@@ -285,6 +287,31 @@ def handle(ctx: Context, method: str, path: str, opts: dict[str, str]) -> Any:
             raise Fail(f"storage '{parts[1]}' does not exist")
         return _storage_view(parts[1], parsed.ids[parts[1]])
     raise Fail(f"No '{method}' handler defined for '{path}'")
+
+
+def _network(ctx: Context, node: str, kind: str | None) -> list[dict[str, Any]]:
+    """GET /nodes/<n>/network: the node's /etc/network/interfaces, as PVE's INotify parser reads it."""
+    path = ctx.state.node_root(node) / "etc" / "network" / "interfaces"
+    text = path.read_text() if path.exists() else ""
+    found: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        words = line.split()
+        if words[:1] == ["iface"] and len(words) >= 2:
+            current = {"iface": words[1], "type": "loopback" if words[1] == "lo" else "eth", "active": 1,
+                       "method": words[3] if len(words) > 3 else "manual", "families": ["inet"]}  # fmt: skip
+            found.append(current)
+        elif current is not None and words[:1] in (["bridge-ports"], ["bridge_ports"]):
+            current["type"] = "bridge"
+            current["bridge_ports"] = " ".join(words[1:])
+        elif current is not None and words[:2] == ["ovs_type", "OVSBridge"]:
+            current["type"] = "OVSBridge"
+    if kind == "any_bridge":
+        return [e for e in found if e["type"] in ("bridge", "OVSBridge")]
+    if kind:
+        return [e for e in found if e["type"] == kind]
+    return found
 
 
 class _null:
