@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 # Extra arguments, e.g. make image ARGS="--distribution debian --linstor-source local:/srv/debs"
 ARGS ?=
 PYTEST_ARGS ?=
+# Extra arguments for the benchmarks, e.g. make bench BENCH_ARGS="--runs 5 --only boot"
+BENCH_ARGS ?=
 
-.PHONY: all image test test-fast boot dist lint host-deps venv clean
+.PHONY: all image test test-fast boot dist lint host-deps venv clean bench bench-quick
 
 all: image
 
@@ -40,6 +42,20 @@ test-fast: venv
 
 lint: venv
 	$(BIN)/ruff check builder tests
+
+# One self-contained file for a Proxmox VE node: the tool, its templates, jinja2, markupsafe and
+# python-linstor in a zipapp that the node's own python3 runs (no pip, no venv, no network).
+dist: venv
+	$(BIN)/python tools/make-dist dist/linstor-appliance.pyz
+
+# Build, size, boot, image write and migration downtime against their baselines, measured on this
+# machine (as root, tens of minutes): writes bench/results.json and docs/benchmarks.md.
+bench: host-deps venv
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The same harness with the smallest settings, to prove it works; results go to out/bench-quick/.
+bench-quick: host-deps venv
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) out dist build *.egg-info

@@ -14,6 +14,8 @@ from builder.errors import ApplianceError
 COMMANDS: dict[str, str] = {
     "build": "Build the appliance disk image with mkosi",
     "boot": "Boot an appliance image in QEMU with the serial console as terminal",
+    "deploy": "Deploy the appliance as a highly available controller VM on a Proxmox VE cluster",
+    "coldstart": "Make guests on DRBD storage wait for the controller after a cluster-wide outage",
 }
 
 

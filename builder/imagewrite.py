@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from builder import log
 from builder.errors import die
@@ -66,7 +66,7 @@ def target_size(target: Path) -> int:
 
 
 @contextmanager
-def _source(image: Path) -> Iterator[BinaryIO]:
+def _source(image: Path) -> Iterator[IO[bytes]]:
     if image.suffix != ".zst":
         with image.open("rb") as handle:
             yield handle
@@ -74,12 +74,16 @@ def _source(image: Path) -> Iterator[BinaryIO]:
     process = subprocess.Popen([require("zstd"), "-dc", "--", str(image)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     assert process.stdout is not None
+    finished = False
     try:
         yield process.stdout
+        finished = True
     finally:
         process.stdout.close()
         stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        if process.wait() != 0:
+        # A reader that stopped early (an error, an interrupt) made zstd fail on the closed pipe; only a
+        # complete read says anything about the file, and the reader's own error must not be replaced.
+        if process.wait() != 0 and finished:
             die(f"decompressing {image.name} failed: {stderr.strip()}", hint="check the file against SHA256SUMS")
 
 
@@ -98,7 +102,7 @@ def _punch_hole(fd: int, offset: int, length: int) -> None:
         os.pwrite(fd, bytes(length), offset)
 
 
-def _read_exact(handle: BinaryIO, size: int) -> bytes:
+def _read_exact(handle: IO[bytes], size: int) -> bytes:
     chunks = []
     remaining = size
     while remaining:

@@ -1,0 +1,66 @@
+"""A copy of the controller's files, taken while it is stopped, with a SHA-256 manifest.
+
+The folder is `<root>/var/lib/linstor-appliance/backup-<vmid>-<UTC time>/` holding `var/lib/linstor/...`
+and `etc/linstor/...` as they are on the node, plus `SHA256SUMS` (written last: a folder without it is
+an interrupted copy). The originals are only read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from builder.errors import die
+from builder.manifest import read_sums, sha256
+
+SOURCES = ("var/lib/linstor", "etc/linstor")
+SUMS = "SHA256SUMS"
+
+
+def create(root: Path, state_dir: Path, vmid: int) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = state_dir / f"backup-{vmid}-{stamp}"
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = state_dir / f"backup-{vmid}-{stamp}-{suffix}"
+    target.mkdir(parents=True, mode=0o700)
+    lines = []
+    for source in SOURCES:
+        origin = root / source
+        if not origin.is_dir():
+            continue
+        for path in sorted(origin.rglob("*")):
+            relative = path.relative_to(root)
+            destination = target / relative
+            if path.is_symlink() or not path.is_file():
+                if path.is_dir() and not path.is_symlink():
+                    destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+            digest = sha256(destination)
+            if digest != sha256(path):
+                die(f"{path} changed while it was copied", hint="make sure the LINSTOR controller is stopped")
+            lines.append(f"{digest}  {relative}\n")
+    sums = target / SUMS
+    tmp = sums.with_name(SUMS + ".tmp")
+    tmp.write_text("".join(lines))
+    os.replace(tmp, sums)
+    return target
+
+
+def complete(folder: Path) -> bool:
+    return (folder / SUMS).is_file()
+
+
+def verify(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of a backup, after checking every file against its manifest."""
+    sums = read_sums(folder / SUMS)
+    for relative, digest in sums.items():
+        if sha256(folder / relative) != digest:
+            die(f"the backup file {folder / relative} does not match its SHA256SUMS",
+                hint="the backup was changed after it was written; do not use it")
+    return sums

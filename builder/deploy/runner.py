@@ -1,0 +1,154 @@
+"""The order of a deploy: journal state, preflight, plan, the steps, and the rollback when it fails."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from builder import log
+from builder.deploy import journal as journals
+from builder.deploy import plan, preflight, rollback
+from builder.deploy.context import Context
+from builder.deploy.controller import Directory
+from builder.deploy.journal import Journal
+from builder.deploy.options import Mode, Options, merge_with_journal
+from builder.deploy.pve import Pve
+from builder.deploy.remote import Node, Transport
+from builder.deploy.steps import ALL, Step
+from builder.errors import ApplianceError, die
+
+
+def run(options: Options, directory: Directory | None = None, explicit: Iterable[str] = ()) -> int:
+    directory = directory or Directory()
+    transport = Transport(options.root, options.ssh_options)
+    pve = Pve(transport, Node("localhost", "localhost", local=True))
+    path = journals.path_for(options.state_dir, options.vmid)
+    recorded = Journal.load(path)
+    vmid = options.vmid
+
+    if options.mode is Mode.rollback:
+        if recorded is None:
+            die(f"no deploy of VM {vmid} is recorded in {path}", hint="check --vmid")
+        if recorded.status == "rolled-back":
+            log.info(f"the deploy of VM {vmid} was already rolled back")
+            return 0
+        recorded_options = Options.from_json(recorded.options, options.root)
+        ctx = Context(merge_with_journal(options, recorded_options, set()), pve, transport, directory, recorded)
+        _learn_local_node(ctx)
+        with journals.exclusive(options.state_dir, vmid):
+            rollback.run(ctx)
+        _report_rollback(ctx)
+        return 0
+
+    if options.mode is Mode.resume:
+        if recorded is None:
+            die(f"there is no deploy of VM {vmid} to resume", hint="start one without --resume")
+        if recorded.status == "completed":
+            die(f"the deploy of VM {vmid} already completed", hint="nothing to resume")
+        if recorded.status == "rolled-back":
+            die(f"the deploy of VM {vmid} was rolled back", hint="start a new deploy without --resume")
+        options = merge_with_journal(options, Options.from_json(recorded.options, options.root), set(explicit))
+    elif recorded is not None and recorded.status in ("running", "failed", "rollback-failed"):
+        die(f"an earlier deploy of VM {vmid} did not finish ({recorded.status})",
+            hint=f"continue it with --resume or undo it with --rollback (journal: {path})")
+    elif recorded is not None and recorded.status == "completed":
+        die(f"VM {vmid} was already deployed ({recorded.data.get('completed_at')})",
+            hint="to deploy again, roll back first with --rollback")
+
+    ctx = Context(options, pve, transport, directory, recorded if options.mode is Mode.resume else None)
+    with log.step("Preflight"):
+        findings, facts = preflight.Preflight(options, pve, transport, directory, ctx.journal).run()
+        preflight.report(findings)
+    if facts is None:
+        count = len(findings.problems)
+        die(f"preflight found {count} problem{'s' if count != 1 else ''} (listed above); nothing was changed",
+            hint="fix them and run the deploy again")
+    ctx.facts = facts
+    steps = [step for step in ALL if step.applies(ctx)]
+    plan.show(ctx, steps)
+    if options.mode is Mode.dry_run:
+        log.info("dry run: nothing was changed")
+        return 0
+
+    with journals.exclusive(options.state_dir, vmid):
+        if options.mode is Mode.resume:
+            ctx.journal = recorded
+            ctx.j.new_attempt()
+        else:
+            if recorded is not None:
+                # A rolled-back earlier deploy: keep its journal beside the new one.
+                os.replace(path, path.with_name(f"{path.stem}.rolled-back-{recorded.data.get('rolled-back_at', 'x')}"
+                                                f".json".replace(":", "")))  # fmt: skip
+            ctx.journal = Journal.create(path, options.to_json())
+            ctx.j.set_fact("linstor_version", facts.linstor_version)
+        execute(ctx, steps)
+    report(ctx, steps)
+    return 0
+
+
+def _learn_local_node(ctx: Context) -> None:
+    """The rollback's name for this node, if the cluster answers (the undo steps work without it)."""
+    try:
+        status = ctx.pve.cluster_status()
+    except ApplianceError:
+        return
+    ctx.pve.local = Node(status.local.name, status.local.ip, local=True)
+
+
+def execute(ctx: Context, steps: list[Step]) -> None:
+    total = len(steps)
+    for number, step in enumerate(steps, 1):
+        with log.step(f"Step {number}/{total}: {step.title}"):
+            if ctx.j.state(step.key) == "done" and step.still_done(ctx):
+                log.info("already done")
+                continue
+            ctx.j.start_step(step.key)
+            try:
+                record = step.apply(ctx)
+            except (Exception, KeyboardInterrupt) as error:
+                failed(ctx, number, step, error)
+            ctx.j.finish_step(step.key, record)
+    ctx.j.set_status("completed")
+
+
+def failed(ctx: Context, number: int, step: Step, error: BaseException) -> None:
+    if isinstance(error, ApplianceError):
+        message, hint = error.message, error.hint
+    elif isinstance(error, KeyboardInterrupt):
+        message, hint = "interrupted", None
+    else:
+        message, hint = f"{type(error).__name__}: {error}", None
+    ctx.j.set_status("failed", error=message, failed_step=step.key)
+    what = f"step {number} ({step.title}) failed: {message}"
+    if not ctx.j.touched("handover"):
+        die(what, hint=(f"{hint}; then " if hint else "") + f"continue with 'linstor-appliance deploy --vmid "
+            f"{ctx.options.vmid} --resume', or undo with --rollback")  # fmt: skip
+    log.warn(what)
+    log.warn("the controller on this node is stopped, so the deploy rolls back now")
+    try:
+        rollback.run(ctx)
+    except ApplianceError as rollback_error:
+        die(f"{what}; the rollback failed too: {rollback_error.message}", hint=rollback_error.hint)
+    _report_rollback(ctx)
+    die(f"{what}; rolled back: the LINSTOR controller on this node runs again on its own database",
+        hint=(f"{hint}; " if hint else "") + "the VM and its disk were kept for inspection (see above)")
+
+
+def report(ctx: Context, steps: list[Step]) -> None:
+    o = ctx.options
+    lines = [f"VM {o.vmid} ({o.name}) runs the LINSTOR controller at {ctx.f.appliance_endpoint}, "
+             f"LINSTOR {ctx.f.linstor_version}. What changed:"]  # fmt: skip
+    for step in steps:
+        for line in step.summary(ctx, ctx.j.record(step.key)):
+            lines.append(f"  - {line}")
+    backup = ctx.j.record("handover").get("backup")
+    lines.append(f"Backup of the old controller's files: {backup}")
+    lines.append(f"Journal: {ctx.j.path}")
+    lines.append(f"To roll back: linstor-appliance deploy --vmid {o.vmid} --rollback")
+    print("\n".join(lines), flush=True)
+
+
+def _report_rollback(ctx: Context) -> None:
+    lines = ["Rolled back. Kept for inspection, and how to remove it:"]
+    lines += [f"  - {line}" for line in rollback.leftovers(ctx)]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,1 @@
+"""Tests of linstor-appliance deploy against the simulated Proxmox VE + LINSTOR cluster."""
