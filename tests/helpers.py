@@ -18,11 +18,10 @@ STATIC_DNS = "10.0.2.3"
 
 
 @dataclass(frozen=True)
-class BuiltImage:
-    """One finished build: the output folder and the SSH key whose public half the image trusts."""
+class ImageOutputs:
+    """The files a build writes into its output folder."""
 
     directory: Path
-    ssh_key: Path
 
     @property
     def raw(self) -> Path:
@@ -39,6 +38,13 @@ class BuiltImage:
     @property
     def sums(self) -> Path:
         return self.directory / "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class BuiltImage(ImageOutputs):
+    """One finished build, and the SSH key whose public half the image trusts."""
+
+    ssh_key: Path
 
 
 def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

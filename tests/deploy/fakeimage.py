@@ -15,6 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers import ImageOutputs
+
 from builder import diskimage
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -27,25 +29,8 @@ DEFAULT_TOML = ('[db]\n  user = "linstor"\n  password = "linstor"\n'
 
 
 @dataclass(frozen=True)
-class FakeImage:
-    directory: Path
+class FakeImage(ImageOutputs):
     linstor_version: str
-
-    @property
-    def raw(self) -> Path:
-        return self.directory / "linstor-controller.raw"
-
-    @property
-    def compressed(self) -> Path:
-        return self.directory / "linstor-controller.raw.zst"
-
-    @property
-    def manifest(self) -> Path:
-        return self.directory / "manifest.json"
-
-    @property
-    def sums(self) -> Path:
-        return self.directory / "SHA256SUMS"
 
 
 def _sha256(path: Path) -> str:
