@@ -145,6 +145,10 @@ def report(ctx: Context, steps: list[Step]) -> None:
     lines.append(f"Backup of the old controller's files: {backup}")
     lines.append(f"Journal: {ctx.j.path}")
     lines.append(f"To roll back: linstor-appliance deploy --vmid {o.vmid} --rollback")
+    # After a total outage Proxmox starts guests before this VM's controller answers; the cold-start
+    # helper is a separate, reversible change to every node, so it is offered rather than done here.
+    lines.append("Next, on every node: linstor-appliance coldstart install (guests on DRBD storage then wait for "
+                 "this controller after a cluster-wide outage; see docs/coldstart.md)")
     print("\n".join(lines), flush=True)
 
 
