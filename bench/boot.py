@@ -1,0 +1,148 @@
+"""Figure 3: time to the serial login prompt and to the controller answering on 3370, appliance against bare.
+
+Both images boot with the command line `linstor-appliance boot` uses (builder.qemu.qemu_argv: SeaBIOS,
+VirtIO SCSI disk, VirtIO NIC, 2 CPUs, 2 GiB, changes discarded), differing only in the image file.
+Clocks start when QEMU is started. The controller counts as answering when GET /v1/controller/version
+through the forwarded port returns 200; it is polled every half second from the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pexpect
+
+from bench import stats
+from builder.qemu import Accel, QemuOptions, forwards_for_appliance, qemu_argv
+
+LOGIN_PROMPT = r"\S+ login: $"
+# systemd's serial getty asks for the cursor position before its prompt and waits for the answer.
+CURSOR_QUERY = "\x1b[6n"
+CURSOR_ANSWER = "\x1b[24;80R"
+POLL_S = 0.5
+
+
+@dataclass
+class Boot:
+    login_prompt_s: float | None = None
+    api_s: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class ApiPoller:
+    port: int
+    started: float
+    answered_s: float | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            if answers(self.port):
+                self.answered_s = time.monotonic() - self.started
+                return
+            self._stop.wait(POLL_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def answers(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/v1/controller/version")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def boot_once(image: Path, accel: Accel, transcript: Path, *, wait_for_api: bool, timeout: float) -> Boot:
+    ssh, api = forwards_for_appliance()
+    options = QemuOptions(image=image.resolve(), accel=accel, forwards=(ssh, api), snapshot=True,
+                          guest_agent_socket=transcript.with_suffix(".qga"), name=f"bench-{image.stem}")
+    argv = qemu_argv(options)
+    with transcript.open("w", encoding="utf-8", errors="replace") as log:
+        started = time.monotonic()
+        child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", codec_errors="replace", dimensions=(24, 80),
+                              echo=False)
+        child.logfile_read = log
+        poller = ApiPoller(api.host, started)
+        if wait_for_api:
+            threading.Thread(target=poller.run, name="bench-api-poll", daemon=True).start()
+        try:
+            record = watch(child, poller if wait_for_api else None, started, started + timeout)
+        finally:
+            poller.stop()
+            child.close(force=True)
+    if record.error:
+        record.error += f" (transcript: {transcript})"
+    return record
+
+
+def watch(child: pexpect.spawn, poller: ApiPoller | None, started: float, deadline: float) -> Boot:
+    record = Boot()
+    what = "the login prompt"
+    try:
+        while record.login_prompt_s is None:
+            remaining = max(deadline - time.monotonic(), 0.1)
+            index = child.expect([re.escape(CURSOR_QUERY), LOGIN_PROMPT], timeout=remaining)
+            if index == 0:
+                child.send(CURSOR_ANSWER)
+            else:
+                record.login_prompt_s = time.monotonic() - started
+        what = "the controller's answer"
+        while poller is not None and poller.answered_s is None and time.monotonic() < deadline:
+            # Keep reading the console so QEMU never blocks on a full pty.
+            with contextlib.suppress(pexpect.TIMEOUT):
+                child.expect([re.escape(CURSOR_QUERY)], timeout=POLL_S)
+                child.send(CURSOR_ANSWER)
+    except pexpect.TIMEOUT:
+        record.error = f"no sign of {what} in time"
+    except pexpect.EOF:
+        record.error = f"QEMU exited before {what}"
+    if poller is not None:
+        record.api_s = poller.answered_s
+        if record.api_s is None and not record.error:
+            record.error = "the controller did not answer in time"
+    return record
+
+
+def run_boots(images: dict[str, Path], runs: int, accel: Accel, transcripts: Path, timeout: float,
+              report: Callable[[str], None]) -> dict[str, list[Boot]]:
+    """Appliance and bare boot alternately, so a busy spell of the host affects both."""
+    boots: dict[str, list[Boot]] = {flavor: [] for flavor in images}
+    for index in range(runs):
+        for flavor, image in images.items():
+            report(f"boot: {flavor}, run {index + 1} of {runs} ({accel})")
+            boots[flavor].append(boot_once(image, accel, transcripts / f"boot-{flavor}-{index}.txt",
+                                           wait_for_api=flavor == "appliance", timeout=timeout))
+    return boots
+
+
+def figure(boots: dict[str, list[Boot]], accel: Accel) -> dict[str, Any]:
+    appliance, baseline = boots.get("appliance", []), boots.get("baseline", [])
+    errors = [f"{flavor}: {b.error}" for flavor, runs in boots.items() for b in runs if b.error]
+    paired = [(a.login_prompt_s, b.login_prompt_s) for a, b in zip(appliance, baseline, strict=False)]
+    return {
+        "acceleration": str(accel),
+        "appliance": {
+            "login_prompt_s": stats.summary([b.login_prompt_s for b in appliance if b.login_prompt_s], "s"),
+            "api_s": stats.summary([b.api_s for b in appliance if b.api_s], "s"),
+        },
+        "baseline": {
+            "login_prompt_s": stats.summary([b.login_prompt_s for b in baseline if b.login_prompt_s], "s"),
+            "api_s": stats.not_measured("s", "the bare image has no controller"),
+        },
+        "ratio": {"login_prompt": stats.ratios([a for a, _ in paired], [b for _, b in paired])},
+        "errors": errors,
+    }

@@ -1,0 +1,129 @@
+"""The benchmark harness (bench/) works: a quick run reports every figure. No timing is asserted.
+
+Benchmarks are not tests; this only proves that `make bench` would produce its results on CI's machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import CACHE_DIR, PROJECT_ROOT, BuiltImage, require_root
+
+# bench/ is run from the checkout (python -m bench), not installed.
+sys.path.insert(0, str(PROJECT_ROOT))
+from bench import report, stats  # noqa: E402
+from bench.downtime import APPLIANCE_ADDRESS, Watch, url_lookup  # noqa: E402
+
+SUMMARY_KEYS = {"median", "min", "max", "runs"}
+FIGURES = ("build", "size", "boot", "write", "downtime")
+
+
+def summaries(data: Any) -> Iterator[dict[str, Any]]:
+    """Every median/min/max record inside a figure."""
+    if isinstance(data, dict):
+        if SUMMARY_KEYS <= data.keys():
+            yield data
+            return
+        for value in data.values():
+            yield from summaries(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from summaries(value)
+
+
+def test_summary_of_runs_and_of_none() -> None:
+    assert stats.summary([3.0, 1.0, 2.0], "s") == {
+        "median": 2.0, "min": 1.0, "max": 3.0, "runs": 3, "unit": "s", "values": [3.0, 1.0, 2.0],
+    }
+    empty = stats.not_measured("s", "skipped in quick mode")
+    assert empty["median"] is None and empty["runs"] == 0 and empty["not_measured"] == "skipped in quick mode"
+    assert stats.ratios([4.0, 9.0, None], [2.0, 3.0, 1.0])["values"] == [2.0, 3.0]
+
+
+def test_page_renders_figures_that_were_not_measured() -> None:
+    results = {
+        "finished_at": "2026-01-01 00:00 UTC", "duration_s": 60.0,
+        "settings": {"runs": 1, "build_runs": 1, "quick": True},
+        "machine": {"cpus": 2, "memory_bytes": 2**31},
+        "figures": {
+            "build": {"status": "failed: mkosi is not installed"},
+            "downtime": {"status": "not available (deploy command not present)",
+                         "downtime_s": stats.not_measured("s", "not available (deploy command not present)")},
+        },
+    }
+    page = report.render(results)
+    assert "| Build | failed: mkosi is not installed |" in page
+    assert "not available (deploy command not present)" in page
+    assert "## Method" in page
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return check()
+
+
+@pytest.mark.sim
+def test_downtime_watch_sees_a_switch_over(sim_cluster: Any, tmp_path: Path) -> None:
+    """The poller that times the deploy's switch-over, on a switch-over done by hand."""
+    watch = Watch(url_lookup(sim_cluster))
+    watch.start()
+    try:
+        assert wait_for(lambda: watch.host_seen)
+        sim_cluster.controller_down()
+        assert wait_for(lambda: watch.host_down_at is not None)
+        root = tmp_path / "appliance"
+        (root / "var/lib/linstor").mkdir(parents=True)
+        database = sim_cluster.root("pve1") / "var/lib/linstor/linstordb.mv.db"
+        (root / "var/lib/linstor/linstordb.mv.db").write_bytes(database.read_bytes())
+        sim_cluster.start_controller(APPLIANCE_ADDRESS, root)
+        assert wait_for(lambda: watch.downtime_s is not None)
+        assert watch.downtime_s is not None and watch.downtime_s > 0
+    finally:
+        watch.stop()
+
+
+@pytest.mark.image
+@pytest.mark.boot
+def test_quick_run_reports_every_figure(appliance_image: BuiltImage, standin_debs: Path, tmp_path: Path) -> None:
+    """`python -m bench --quick`, reusing the suite's image and build cache, reports all five figures."""
+    require_root()
+    output, page = tmp_path / "results.json", tmp_path / "benchmarks.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--image", str(appliance_image.raw), "--debs", str(standin_debs),
+         "--appliance-cache", str(CACHE_DIR), "--work-dir", str(CACHE_DIR / "bench-quick"),
+         "--output", str(output), "--doc", str(page)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["settings"]["quick"] is True
+    for name in FIGURES:
+        figure = results["figures"][name]
+        assert not str(figure["status"]).startswith("failed"), f"{name}: {figure['status']}"
+        found = list(summaries(figure))
+        assert found, f"{name} has no median/min/max record"
+        assert all(SUMMARY_KEYS <= s.keys() for s in found)
+    # The figures a quick run must have numbers for (cold builds and the downtime may be unavailable).
+    figures = results["figures"]
+    for path in (("build", "appliance", "warm", "total_s"), ("build", "baseline", "warm", "total_s"),
+                 ("size", "appliance", "compressed_bytes"), ("size", "baseline", "compressed_bytes"),
+                 ("boot", "appliance", "login_prompt_s"), ("boot", "appliance", "api_s"),
+                 ("boot", "baseline", "login_prompt_s"),
+                 ("write", "targets", "file", "write_image", "seconds"),
+                 ("write", "targets", "file", "qemu-img dd", "seconds")):
+        record: Any = figures
+        for key in path:
+            record = record[key]
+        assert record["runs"] == 1, f"{'.'.join(path)}: {record}"
+    assert figures["write"]["targets"]["file"]["write_image"]["identical"] is True
+    assert figures["write"]["targets"]["file"]["qemu-img dd"]["identical"] is True
+    assert "## Results" in page.read_text()
