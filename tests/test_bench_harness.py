@@ -112,7 +112,8 @@ def test_quick_run_reports_every_figure(appliance_image: BuiltImage, standin_deb
         found = list(summaries(figure))
         assert found, f"{name} has no median/min/max record"
         assert all(SUMMARY_KEYS <= s.keys() for s in found)
-    # The figures a quick run must have numbers for (cold builds and the downtime may be unavailable).
+    # The figures a quick run must have numbers for (cold builds and the downtime may be unavailable);
+    # sizes count every image built, the cache-filling builds too.
     figures = results["figures"]
     for path in (("build", "appliance", "warm", "total_s"), ("build", "baseline", "warm", "total_s"),
                  ("size", "appliance", "compressed_bytes"), ("size", "baseline", "compressed_bytes"),
@@ -123,7 +124,7 @@ def test_quick_run_reports_every_figure(appliance_image: BuiltImage, standin_deb
         record: Any = figures
         for key in path:
             record = record[key]
-        assert record["runs"] == 1, f"{'.'.join(path)}: {record}"
+        assert record["runs"] >= 1, f"{'.'.join(path)}: {record}"
     assert figures["write"]["targets"]["file"]["write_image"]["identical"] is True
     assert figures["write"]["targets"]["file"]["qemu-img dd"]["identical"] is True
     assert "## Results" in page.read_text()
