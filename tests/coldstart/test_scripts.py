@@ -94,9 +94,10 @@ def test_ha_hooks_wait_in_all_but_one_worker_slot(appliance: Make) -> None:
     assert fourth.returncode == 1 and seconds < 1.5
     codes = [p.wait(timeout=30) for p in waiting]
     assert codes == [1, 1, 1]
-    # The slots are free again when the hooks are gone, however they ended.
+    # The slots are free again when the hooks are gone, however they ended: this one waits (its 4 s
+    # deadline counts whole seconds, so it may end up to a second early) instead of refusing at once.
     again, seconds = timed(lambda: hook(app.cluster, "pve1", 104))
-    assert again.returncode == 1 and 3.5 < seconds < 8
+    assert again.returncode == 1 and 2.5 < seconds < 8
 
 
 def test_fewer_worker_slots_mean_fewer_waiting_hooks(appliance: Make) -> None:
