@@ -33,7 +33,7 @@ boot: host-deps venv
 
 # The whole suite: unit tests, then the Debian image build, boot tests and the simulated cluster.
 test: host-deps venv
-	$(BIN)/ruff check builder tests
+	$(BIN)/ruff check builder tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Only what needs neither root nor a VM: seconds, not minutes.
@@ -41,7 +41,7 @@ test-fast: venv
 	$(BIN)/pytest -m "not image and not boot" $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check builder tests
+	$(BIN)/ruff check builder tests bench
 
 # One self-contained file for a Proxmox VE node: the tool, its templates, jinja2, markupsafe and
 # python-linstor in a zipapp that the node's own python3 runs (no pip, no venv, no network).
