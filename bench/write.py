@@ -10,7 +10,6 @@ The target is then read back past the page cache and its SHA-256 compared with t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -23,8 +22,8 @@ from typing import Any
 from bench import stats
 from bench.measure import BenchError, allocated_bytes, data_extent_bytes, run_timed
 from builder import manifest
+from builder.imagewrite import read_back_sha256
 
-CHUNK = 4 * 2**20
 # The deploy's writer (builder.imagewrite), run as its own process so its I/O is counted on its own.
 WRITE_IMAGE = (
     "import json, sys; from pathlib import Path; from builder.imagewrite import write_image; "
@@ -66,21 +65,6 @@ def flush(target: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def read_back_sha256(target: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(target, "rb", buffering=0) as handle:
-        # Drop cached pages so the hash is of what reached the target, not of what was just written.
-        os.posix_fadvise(handle.fileno(), 0, size, os.POSIX_FADV_DONTNEED)
-        done = 0
-        while done < size:
-            chunk = handle.read(min(CHUNK, size - done))
-            if not chunk:
-                break
-            digest.update(chunk)
-            done += len(chunk)
-    return digest.hexdigest()
 
 
 def attach_loop(backing: Path) -> Path:

@@ -152,12 +152,11 @@ def write_image(image: Path, target: Path, *, label: str = "Writing image") -> W
     return WriteResult(size, data_bytes, zeroed, time.monotonic() - started, digest.hexdigest())
 
 
-def verify(target: Path, size: int, expected_sha256: str, *, label: str = "Verifying") -> None:
-    """Read the first `size` bytes back (bypassing the page cache where possible) and compare hashes."""
+def read_back_sha256(target: Path, size: int, progress: log.Progress | None = None) -> str:
+    """SHA-256 of the first `size` bytes of target as stored, bypassing the page cache where possible."""
     digest = hashlib.sha256()
-    progress = log.Progress(label, size)
     with open(target, "rb", buffering=0) as handle:
-        # Drop cached pages so the comparison sees what is on the device, not what was just written.
+        # Drop cached pages so the hash is of what reached the target, not of what was just written.
         os.posix_fadvise(handle.fileno(), 0, size, os.POSIX_FADV_DONTNEED)
         done = 0
         while done < size:
@@ -166,8 +165,16 @@ def verify(target: Path, size: int, expected_sha256: str, *, label: str = "Verif
                 break
             digest.update(chunk)
             done += len(chunk)
-            progress.update(done)
+            if progress:
+                progress.update(done)
+    return digest.hexdigest()
+
+
+def verify(target: Path, size: int, expected_sha256: str, *, label: str = "Verifying") -> None:
+    """Read the first `size` bytes back and compare their hash with the image's."""
+    progress = log.Progress(label, size)
+    actual = read_back_sha256(target, size, progress)
     progress.finish()
-    if digest.hexdigest() != expected_sha256:
+    if actual != expected_sha256:
         die(f"{target} does not hold the image after writing (checksum mismatch)",
             hint="the device may be failing or in use elsewhere; nothing was started from it")
