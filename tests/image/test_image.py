@@ -32,6 +32,9 @@ def test_partitions_bios_boot_esp_root(report: ImageReport, appliance_image: Bui
     # The root partition is minimal and grows at first boot; GPT must still be valid at the new size.
     verify = subprocess.run(["sfdisk", "--verify", str(appliance_image.raw)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(appliance_image.raw)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    assert table["lastlba"] == 2 * 2**30 // 512 - 34, "the backup GPT must sit at the end of the 2 GiB disk"
 
 
 def test_grub_uses_the_serial_console_without_a_prompt(report: ImageReport) -> None:

@@ -112,6 +112,10 @@ def test_build_outputs_are_complete_and_checksummed(
     # Extending the disk must keep a valid GPT (backup header moved to the new end).
     verify = subprocess.run(["sfdisk", "--verify", str(outputs.image)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(outputs.image)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]
+    # The usable area (and so the backup GPT right after it) ends at the new end of the disk, not the old one.
+    assert table["lastlba"] == cfg.disk_size // 512 - 34
     manifest = json.loads(outputs.manifest.read_text())
     assert manifest["linstor_controller"] == {"version": "1.34.0", "package_version": "1.34.0-1"}
     assert manifest["kernel"] == "6.12.1+deb13-cloud-amd64"
