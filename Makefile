@@ -38,7 +38,7 @@ test: host-deps venv
 
 # Only what needs neither root nor a VM: seconds, not minutes.
 test-fast: venv
-	$(BIN)/pytest -m "not image and not boot" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not image and not boot and not package" $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check builder tests bench
