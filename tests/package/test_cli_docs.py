@@ -7,6 +7,7 @@ import argparse
 import datetime
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,17 +83,22 @@ def test_pages_render_without_warnings(pages: dict[str, str], tmp_path: Path) ->
         assert result.returncode == 0 and result.stderr == "", (name, result.stderr)
 
 
+Complete = Callable[..., list[str]]
+
+
 @pytest.fixture(scope="module")
-def complete(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """Runs the generated completion under bash-completion for a command line; returns the candidates."""
+def complete(tmp_path_factory: pytest.TempPathFactory) -> Complete:
+    """Runs the completion generated for a parser (default: the tool's) under bash-completion for a
+    command line; returns the candidates."""
     if not BASH_COMPLETION.is_file():
         pytest.skip("bash-completion is not installed (make host-deps)")
-    script = tmp_path_factory.mktemp("completion") / "linstor-appliance"
-    script.write_text(completion.script(make_parser()))
     directory = tmp_path_factory.mktemp("files")
     (directory / "appliance.raw.zst").write_text("")
 
-    def run(line: str) -> list[str]:
+    def run(line: str, parser: argparse.ArgumentParser | None = None) -> list[str]:
+        parser = parser or make_parser()
+        script = directory.parent / f"{parser.prog}.bash-completion"
+        script.write_text(completion.script(parser))
         words = line.split(" ")
         program = f"""
             . {BASH_COMPLETION}
@@ -100,7 +106,7 @@ def complete(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
             cd {directory}
             COMP_WORDS=({" ".join(f"'{w}'" for w in words)}); COMP_CWORD={len(words) - 1}
             COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}
-            _linstor_appliance
+            _{parser.prog.replace("-", "_")}
             printf '%s\\n' "${{COMPREPLY[@]}}"
         """
         result = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
@@ -109,7 +115,7 @@ def complete(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     return run
 
 
-def test_completion_offers_commands_options_choices_and_files(complete) -> None:  # type: ignore[no-untyped-def]
+def test_completion_offers_commands_options_choices_and_files(complete: Complete) -> None:
     assert complete("linstor-appliance ") == ["boot", "build", "coldstart", "deploy"]
     assert complete("linstor-appliance --") == ["--debug", "--help", "--verbose", "--version"]
     assert complete("linstor-appliance -v coldstart ") == ["install", "remove", "status"]
@@ -121,7 +127,17 @@ def test_completion_offers_commands_options_choices_and_files(complete) -> None:
     assert complete("linstor-appliance deploy --name deploy --dry") == ["--dry-run"]
 
 
-def test_every_option_of_every_command_completes(complete) -> None:  # type: ignore[no-untyped-def]
+def test_an_option_value_named_like_a_subcommand_is_a_value(complete: Complete) -> None:
+    parser = argparse.ArgumentParser(prog="tool")
+    parser.add_argument("--profile")
+    sub = parser.add_subparsers()
+    sub.add_parser("start").add_argument("--wait", action="store_true")
+    sub.add_parser("stop").add_argument("--force", action="store_true")
+    assert complete("tool --profile stop ", parser) == ["start", "stop"]
+    assert complete("tool --profile stop start --", parser) == ["--help", "--wait"]
+
+
+def test_every_option_of_every_command_completes(complete: Complete) -> None:
     def walk(parser: argparse.ArgumentParser, words: str) -> None:
         assert set(complete(f"{words} -")) == set(options(parser)), words
         for name, sub in subcommands(parser).items():
