@@ -118,6 +118,22 @@ def test_install_run_remove_and_purge_in_a_minimal_debian(deb: Path, suite: str,
     assert all((root / relative).read_text() == text for relative, text in data.items())
 
 
+def test_remove_leaves_alone_a_unit_of_the_same_name_in_etc(deb: Path, tmp_path: Path) -> None:
+    """The zipapp's coldstart install writes its own retry units into /etc/systemd/system: they are not the
+    package's, and removing the package must not disable cold start there."""
+    root = roots.extract(roots.tarball("bookworm", roots.depends(deb)), tmp_path / "root")
+    shutil.copyfile(deb, root / "tmp" / deb.name)
+    roots.chroot(root, "apt-get", "install", "-y", "--no-install-recommends", f"/tmp/{deb.name}")
+    own = root / "etc/systemd/system" / TIMER
+    own.write_text((root / "lib/systemd/system" / TIMER).read_text().replace("15s", "30s"))
+    roots.chroot(root, "systemctl", "enable", TIMER)
+    link = root / "etc/systemd/system/timers.target.wants" / TIMER
+    assert os.readlink(link) == f"/etc/systemd/system/{TIMER}"
+    roots.chroot(root, "apt-get", "purge", "-y", "linstor-appliance")
+    assert own.is_file() and os.readlink(link) == f"/etc/systemd/system/{TIMER}"
+    assert roots.chroot(root, "systemctl", "is-enabled", TIMER, check=False).stdout.strip() == "enabled"
+
+
 def added(before: dict[str, str], after: dict[str, str]) -> dict[str, str]:
     """What is in `after` that was not in `before`; nothing that was there may be gone or changed kind."""
     assert {path: kind for path, kind in before.items() if after.get(path) != kind} == {}
