@@ -78,7 +78,8 @@ def _page(name: str, parser: argparse.ArgumentParser, summary: str, version: str
     commands = subparsers(parser)
     if commands:
         helps = summaries(commands)
-        title = (commands.metavar or "COMMAND").upper() + "S"
+        metavar = commands.metavar if isinstance(commands.metavar, str) else "COMMAND"
+        title = metavar.upper() + "S"
         out.append(f".SH {title}")
         for command in commands.choices:
             out += [".TP", f"\\fB{literal(command)}\\fR", escape(_sentence(helps[command]))]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import completion, manpage
+from builder import __version__, completion, manpage
 from builder.cli import make_parser
 from builder.coldstart import layout
 from builder.coldstart.settings import Settings
@@ -157,3 +157,11 @@ def test_packaged_units_are_what_coldstart_install_writes_with_the_defaults() ->
                                                 interval=defaults.retry_interval),
     }  # fmt: skip
     assert {path.name: path.read_text() for path in units.iterdir()} == expected
+
+
+@pytest.mark.skipif(shutil.which("dpkg-parsechangelog") is None, reason="dpkg-dev is not installed")
+def test_the_package_version_is_the_tools() -> None:
+    """make deb refuses to build otherwise: the package would claim a version the tool does not report."""
+    version = subprocess.run(["dpkg-parsechangelog", "-l", str(PROJECT / "debian/changelog"), "-SVersion"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert version == __version__
