@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # Extra arguments for the benchmarks, e.g. make bench BENCH_ARGS="--runs 5 --only boot"
 BENCH_ARGS ?=
 
-.PHONY: all image test test-fast boot dist lint host-deps venv clean bench bench-quick
+.PHONY: all image test test-fast boot dist deb lint lint-deb host-deps venv clean bench bench-quick
 
 all: image
 
@@ -38,15 +38,26 @@ test: host-deps venv
 
 # Only what needs neither root nor a VM: seconds, not minutes.
 test-fast: venv
-	$(BIN)/pytest -m "not image and not boot" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not image and not boot and not package" $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check builder tests bench
+	@$(MAKE) --no-print-directory lint-deb
 
 # One self-contained file for a Proxmox VE node: the tool, its templates, jinja2, markupsafe and
 # python-linstor in a zipapp that the node's own python3 runs (no pip, no venv, no network).
 dist: venv
 	$(BIN)/python tools/make-dist dist/linstor-appliance.pyz
+
+# The Debian package for Proxmox VE nodes, built with dpkg-buildpackage (debian/): the same tool, its
+# templates, man pages and bash completion, python-linstor bundled, jinja2 from Debian. Same source, same bytes.
+DEB_VERSION = $(shell dpkg-parsechangelog -SVersion)
+deb: host-deps venv
+	$(BIN)/python tools/make-deb dist
+
+# lintian on the package: errors and warnings fail (the accepted ones are in debian/*.lintian-overrides).
+lint-deb: deb
+	lintian --allow-root --fail-on error,warning dist/linstor-appliance_$(DEB_VERSION)_all.deb
 
 # Build, size, boot, image write and migration downtime against their baselines, measured on this
 # machine (as root, tens of minutes): writes bench/results.json and docs/benchmarks.md.
