@@ -118,12 +118,13 @@ class Option:
         return self.need is not Need.OPTIONAL
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """A parser for a whole number of at least `minimum`."""
+def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """A parser for a whole number of at least `minimum` (and at most `maximum`)."""
 
     def parse(value: str) -> int:
-        if not re.fullmatch(r"\d+", value) or int(value) < minimum:
-            raise Invalid(f"use a whole number of at least {minimum}")
+        if not re.fullmatch(r"\d+", value) or int(value) < minimum or (maximum is not None and int(value) > maximum):
+            raise Invalid(f"use a whole number from {minimum} to {maximum}" if maximum is not None
+                          else f"use a whole number of at least {minimum}")  # fmt: skip
         return int(value)
 
     return parse

@@ -183,3 +183,8 @@ def test_help_renders_the_default_from_the_value_and_every_field_needs_a_record(
     table = OptionTable(Knobs, "knobs", [record], outside=["label"])
     with pytest.raises(ApplianceError, match=r"^invalid --tries '0'; use a whole number of at least 1$"):
         table.parse(argparse.Namespace(tries="0"))
+    assert table.parse(argparse.Namespace(tries=None)) == {"tries": 7}
+    bounded = OptionTable(Knobs, "knobs", [replace(record, parse=whole_number(0, 600))], outside=["label"])
+    assert bounded.parse(argparse.Namespace(tries="600")) == {"tries": 600}
+    with pytest.raises(ApplianceError, match=r"^invalid --tries '601'; use a whole number from 0 to 600$"):
+        bounded.parse(argparse.Namespace(tries="601"))
