@@ -66,6 +66,8 @@ class Options:
     disk_size: int | None = None
     wait_timeout: float = 300.0
     ssh_options: tuple[str, ...] = ()
+    # A new deploy may overwrite a VM disk whose database no journal accounts for, after backing it up.
+    replace_vm_database: bool = False
     root: Path = Path("/")
 
     @property
@@ -177,6 +179,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default 300)")  # fmt: skip
     parser.add_argument("--ssh-option", metavar="OPTION", action="append",
                         help="extra ssh -o option for reaching the other nodes (repeatable)")
+    parser.add_argument("--replace-vm-database", action="store_true",
+                        help="deploy even though the VM disk of an earlier deploy holds a database changed since "
+                        "(it is backed up first)")  # fmt: skip
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--dry-run", action="store_true", help="check and print the plan, change nothing")
     modes.add_argument("--resume", action="store_true", help="continue an interrupted deploy of this VMID")
@@ -258,7 +263,7 @@ def from_args(args: argparse.Namespace, root: Path = Path("/")) -> Options:
         gateway=gateway, dns=dns, bridge=bridge, redundancy=redundancy, name=name, strategy=strategy,
         allow_from=allow_from, register_node=not args.no_register_node, backup_storage=args.backup_storage,
         backup_schedule=schedule, disk_size=disk_size, wait_timeout=wait_timeout,
-        ssh_options=tuple(args.ssh_option or ()), root=root,
+        ssh_options=tuple(args.ssh_option or ()), replace_vm_database=bool(args.replace_vm_database), root=root,
     )  # fmt: skip
 
 
