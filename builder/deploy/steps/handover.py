@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from builder import log
-from builder.deploy import backup, controller, wait
+from builder.deploy import backup, controller, vmdatabase, wait
 from builder.deploy.context import Context
 from builder.deploy.steps.base import Action, Step
 from builder.errors import die
@@ -79,6 +79,8 @@ class Handover(Step):
 
     def undo(self, ctx: Context, record: dict[str, Any]) -> list[str]:
         local = ctx.pve.local
+        carried = ctx.j.fact("vm_database")
+        lines = [vmdatabase.put_on_host(ctx, carried, record)] if carried else []
         if record.get("was_enabled", True):
             ctx.pve.systemctl(local, "enable", UNIT, check=False)
         ctx.pve.systemctl(local, "start", UNIT)
@@ -86,4 +88,5 @@ class Handover(Step):
         wait.until(lambda: controller.probe(ctx.directory, endpoint), timeout=120,
                    what=f"the LINSTOR controller on {local.name} answering at {endpoint}",
                    hint="check 'systemctl status linstor-controller' and its log", interval=0.5)  # fmt: skip
-        return [f"{local.name}: linstor-controller enabled and running again on its own database"]
+        which = "the VM's database" if carried else "its own database"
+        return [*lines, f"{local.name}: linstor-controller enabled and running again on {which}"]

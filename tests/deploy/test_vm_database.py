@@ -1,0 +1,148 @@
+"""No command discards what was changed through the VM's controller: a rollback after completion carries the
+VM's database back (or refuses and leaves the VM running), and a redeploy refuses to overwrite a VM disk whose
+database changed, unless told to keep it in a backup first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import linstor
+import pytest
+from sim.cluster import SimCluster
+from sim.scenario import linstor_package_version
+
+from builder.deploy import backup, inject
+from builder.manifest import read_sums
+from deploy.expect import assert_deployed, assert_rolled_back, backup_folder, journal
+from deploy.fakeimage import FakeImage
+from deploy.harness import Guest, deploy_args, expect_failure, host_files, run_deploy, sim_env, state_snapshot
+
+pytestmark = pytest.mark.sim
+
+VM_IP = "10.0.0.100"
+RES = "linstor-appliance-100"
+DB = "var/lib/linstor/linstordb.mv.db"
+
+
+@pytest.fixture
+def cluster(make_sim_cluster: Callable[..., SimCluster], monkeypatch: pytest.MonkeyPatch) -> SimCluster:
+    made = make_sim_cluster(nodes=2, linstor_version="1.20", ha_delay=0.05)
+    sim_env(made, "pve1", monkeypatch)
+    return made
+
+
+@pytest.fixture
+def image(fake_images: Callable[..., FakeImage]) -> FakeImage:
+    return fake_images(linstor_package_version("1.20"))
+
+
+@pytest.fixture
+def appliance(cluster: SimCluster, tmp_path: Path) -> Iterator[Guest]:
+    with Guest(cluster, 100, VM_IP, RES, tmp_path / "guest") as guest:
+        yield guest
+
+
+def groups(url: str) -> set[str]:
+    with linstor.Linstor(url) as lin:
+        return {str(g.name) for g in lin.resource_group_list_raise().resource_groups}
+
+
+def change_through_the_vm(cluster: SimCluster, guest: Guest, group: str) -> None:
+    """An admin's change made through the controller in the VM, which the VM's disk then holds."""
+    deadline = time.monotonic() + 60
+    while not guest.running or VM_IP not in cluster.controller_endpoints():
+        assert time.monotonic() < deadline, f"the VM's controller did not start: {guest.check_failures}"
+        time.sleep(0.1)
+    with linstor.Linstor(cluster.linstor_url(VM_IP)) as lin:
+        replies = lin.resource_group_create(group, place_count=2)
+        assert not any(r.is_error() for r in replies), replies
+    guest.persist()
+
+
+def vm_disk_database(cluster: SimCluster) -> bytes:
+    data = inject.read(cluster.drbd_device("pve1", RES), ["/" + DB])["/" + DB]
+    assert data is not None
+    return data
+
+
+def deploy(cluster: SimCluster, image: FakeImage, *extra: str) -> None:
+    assert run_deploy(cluster, deploy_args(image.raw, *extra, redundancy=2)) == 0
+
+
+def test_rollback_after_completion_carries_the_vm_database_back(cluster: SimCluster, image: FakeImage,
+                                                                 appliance: Guest) -> None:  # fmt: skip
+    storage_cfg = cluster.storage_cfg()
+    deploy(cluster, image)
+    old = host_files(cluster)
+    change_through_the_vm(cluster, appliance, "made-in-vm")
+    assert run_deploy(cluster, ["--vmid", "100", "--rollback"]) == 0
+
+    # The controller on this node now runs on exactly the VM's database, with the change made there.
+    in_vm = vm_disk_database(cluster)
+    assert in_vm != old[DB]
+    assert_rolled_back(cluster, {**old, DB: in_vm}, storage_cfg)
+    assert "made-in-vm" in groups(cluster.linstor_url())
+    # The VM's database is kept, with checksums that verify, next to the other backups.
+    kept = Path(journal(cluster)["facts"]["vm_database"]["backup"])
+    assert kept.parent == cluster.root("pve1") / "var/lib/linstor-appliance"
+    assert backup.verify(kept) == read_sums(kept / "SHA256SUMS") and (kept / DB).read_bytes() == in_vm
+    # The files it replaced are still in the step 6 backup.
+    assert (backup_folder(cluster) / DB).read_bytes() == old[DB]
+    backup.verify(backup_folder(cluster))
+
+
+def test_rollback_refuses_while_the_database_cannot_be_taken_out(cluster: SimCluster, image: FakeImage,
+                                                                 appliance: Guest) -> None:  # fmt: skip
+    """Something on pve2 holds the VM disk Primary after the VM stopped: the rollback starts the VM again and
+    undoes nothing, so the cluster keeps the controller with the current database."""
+    deploy(cluster, image)
+    change_through_the_vm(cluster, appliance, "made-in-vm")
+    with cluster.drbd_open("pve2", RES):
+        message = expect_failure(cluster, ["--vmid", "100", "--rollback", "--wait-timeout", "3"])
+    assert message.startswith("the database could not be taken out of VM 100: linstor-appliance-100 released on "
+                              "every node did not happen within 3s")  # fmt: skip
+    assert "VM 100 runs again, so its controller stays the cluster's and nothing was rolled back" in message
+    assert cluster.vm_running_on(100) is not None and cluster.ha_resources()["vm:100"]["state"] == "started"
+    assert cluster.unit_active("pve1", "linstor-controller") == "inactive"
+    assert cluster.storage_cfg()["drbdstorage"]["controller"] == VM_IP
+    assert journal(cluster)["status"] == "completed"
+    deadline = time.monotonic() + 60
+    while VM_IP not in cluster.controller_endpoints():
+        assert time.monotonic() < deadline, appliance.check_failures
+        time.sleep(0.1)
+    assert "made-in-vm" in groups(cluster.linstor_url(VM_IP))
+    # Once nothing else holds the disk, the rollback goes through and carries the change back.
+    assert run_deploy(cluster, ["--vmid", "100", "--rollback"]) == 0
+    assert "made-in-vm" in groups(cluster.linstor_url())
+
+
+def test_redeploy_refuses_to_overwrite_a_newer_vm_database(cluster: SimCluster, image: FakeImage,
+                                                            appliance: Guest) -> None:  # fmt: skip
+    """After a rollback the VM is booted for inspection and changed; a new deploy would overwrite that."""
+    deploy(cluster, image)
+    assert run_deploy(cluster, ["--vmid", "100", "--rollback"]) == 0
+    assert cluster.run("pve1", "qm", "start", "100").returncode == 0
+    change_through_the_vm(cluster, appliance, "made-while-inspecting")
+    assert cluster.run("pve1", "qm", "stop", "100").returncode == 0
+    while appliance.running:
+        time.sleep(0.1)
+    newer = vm_disk_database(cluster)
+    before = state_snapshot(cluster)
+    state_dir = sorted(p.name for p in (cluster.root("pve1") / "var/lib/linstor-appliance").iterdir())
+
+    message = expect_failure(cluster, deploy_args(image.raw, redundancy=2))
+    assert "\n" not in message
+    assert message.startswith("the disk of VM 100 holds a LINSTOR database that no deploy put there")
+    kept = message.split("to keep it in ", 1)[1].split(" and deploy anyway", 1)[0]
+    assert Path(kept).parent == cluster.root("pve1") / "var/lib/linstor-appliance"
+    assert message.endswith("run the deploy again with --replace-vm-database")
+    assert state_snapshot(cluster) == before and vm_disk_database(cluster) == newer
+    assert sorted(p.name for p in (cluster.root("pve1") / "var/lib/linstor-appliance").iterdir()) == state_dir
+
+    deploy(cluster, image, "--replace-vm-database")
+    assert_deployed(cluster, image, redundancy=2)
+    assert journal(cluster)["facts"]["replaced_vm_database"] == kept
+    backup.verify(Path(kept))
+    assert (Path(kept) / DB).read_bytes() == newer
