@@ -2,8 +2,9 @@
 
 The folder is `<root>/var/lib/linstor-appliance/backup-<vmid>-<UTC time>/` holding `var/lib/linstor/...`
 and `etc/linstor/...` as they are on the node, plus `SHA256SUMS` (written last: a folder without it is
-an interrupted copy). The originals are only read. `keep()` writes any set of files in this layout,
-e.g. the database taken out of the VM disk.
+an interrupted copy). The originals are only read. Files that are no longer on the node as they were
+(storage.cfg before the deploy changed it) are given as bytes and kept the same way. `keep()` writes
+any set of files in this layout, e.g. the database taken out of the VM disk.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ SOURCES = ("var/lib/linstor", "etc/linstor")
 SUMS = "SHA256SUMS"
 
 
-def create(root: Path, state_dir: Path, vmid: int) -> Path:
+def create(root: Path, state_dir: Path, vmid: int, extra: dict[str, bytes] | None = None) -> Path:
+    """A new backup of the controller's files, plus `extra` ({path relative to root: bytes})."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target = state_dir / f"backup-{vmid}-{stamp}"
     suffix = 1
@@ -47,6 +49,8 @@ def create(root: Path, state_dir: Path, vmid: int) -> Path:
             if digest != sha256(path):
                 die(f"{path} changed while it was copied", hint="make sure the LINSTOR controller is stopped")
             lines.append(f"{digest}  {relative}\n")
+    for name, data in sorted((extra or {}).items()):
+        lines.append(f"{_write(target, name, data)}  {name}\n")
     _write_sums(target, lines)
     return target
 

@@ -15,6 +15,7 @@ from builder.deploy.options import Mode, Options, merge_with_journal
 from builder.deploy.pve import Pve
 from builder.deploy.remote import Node, Transport
 from builder.deploy.steps import ALL, Step
+from builder.deploy.steps.storage import original as original_storage_cfg
 from builder.errors import ApplianceError, die
 
 
@@ -85,6 +86,7 @@ def run(options: Options, directory: Directory | None = None, explicit: Iterable
                                                 f".json".replace(":", "")))  # fmt: skip
             ctx.journal = Journal.create(path, options.to_json())
             ctx.j.set_fact("linstor_version", facts.linstor_version)
+            ctx.j.set_fact("storage_cfg", original_storage_cfg(options.root))
             if kept is not None:
                 ctx.j.set_fact("replaced_vm_database", str(kept))
         execute(ctx, steps)

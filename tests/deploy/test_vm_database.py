@@ -1,6 +1,6 @@
 """No command discards what was changed through the VM's controller: a rollback after completion carries the
 VM's database back (or refuses and leaves the VM running), and a redeploy refuses to overwrite a VM disk whose
-database changed, unless told to keep it in a backup first."""
+database changed, unless told to keep it in a backup first. Also: storage.cfg's copy in the deploy's backup."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import linstor
 import pytest
 from sim.cluster import SimCluster
-from sim.scenario import linstor_package_version
+from sim.scenario import DEFAULT_STORAGE_CFG, linstor_package_version
 
 from builder.deploy import backup, inject
 from builder.manifest import read_sums
-from deploy.expect import assert_deployed, assert_rolled_back, backup_folder, journal
+from deploy.expect import STORAGE_CFG, assert_deployed, assert_rolled_back, backup_folder, journal
 from deploy.fakeimage import FakeImage
 from deploy.harness import Guest, deploy_args, expect_failure, host_files, run_deploy, sim_env, state_snapshot
 
@@ -146,3 +146,24 @@ def test_redeploy_refuses_to_overwrite_a_newer_vm_database(cluster: SimCluster, 
     assert journal(cluster)["facts"]["replaced_vm_database"] == kept
     backup.verify(Path(kept))
     assert (Path(kept) / DB).read_bytes() == newer
+
+
+COMMENTED_STORAGE_CFG = "# drbd storage managed by the storage team, ask before changing\n" + \
+    DEFAULT_STORAGE_CFG.format(controller_ip="10.0.0.1")
+
+
+def test_storage_cfg_comments_are_announced_and_the_file_is_kept(
+        make_sim_cluster: Callable[..., SimCluster], image: FakeImage, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    cluster = make_sim_cluster(nodes=1, linstor_version="1.20", ha_delay=0.05, storage_cfg=COMMENTED_STORAGE_CFG)
+    sim_env(cluster, "pve1", monkeypatch)
+    args = deploy_args(image.raw, redundancy=1)
+    assert run_deploy(cluster, [*args, "--dry-run"]) == 0
+    assert ("[pve1] note: pvesm set rewrites /etc/pve/storage.cfg without its 1 comment line (Proxmox keeps none); "
+            "the step 6 backup holds the file as it was before the deploy") in capsys.readouterr().out
+    with Guest(cluster, 100, VM_IP, RES, tmp_path / "guest"):
+        assert run_deploy(cluster, args) == 0
+    assert "# drbd storage" not in cluster.storage_cfg_text()
+    folder = backup_folder(cluster)
+    assert (folder / STORAGE_CFG).read_text() == COMMENTED_STORAGE_CFG
+    assert STORAGE_CFG in backup.verify(folder)
