@@ -138,7 +138,8 @@ def failed(ctx: Context, number: int, step: Step, error: BaseException) -> None:
     except ApplianceError as rollback_error:
         die(f"{what}; the rollback failed too: {rollback_error.message}", hint=rollback_error.hint)
     _report_rollback(ctx)
-    die(f"{what}; rolled back: the LINSTOR controller on this node runs again on its own database",
+    which = "the database taken out of the VM" if ctx.j.fact("vm_database") else "its own database"
+    die(f"{what}; rolled back: the LINSTOR controller on this node runs again on {which}",
         hint=(f"{hint}; " if hint else "") + "the VM and its disk were kept for inspection (see above)")
 
 

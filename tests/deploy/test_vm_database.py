@@ -14,6 +14,8 @@ from sim.cluster import SimCluster
 from sim.scenario import DEFAULT_STORAGE_CFG, linstor_package_version
 
 from builder.deploy import backup, inject
+from builder.deploy.steps.backupjob import BackupJob
+from builder.errors import die
 from builder.manifest import read_sums
 from deploy.expect import STORAGE_CFG, assert_deployed, assert_rolled_back, backup_folder, journal
 from deploy.fakeimage import FakeImage
@@ -91,6 +93,24 @@ def test_rollback_after_completion_carries_the_vm_database_back(cluster: SimClus
     # The files it replaced are still in the step 6 backup.
     assert (backup_folder(cluster) / DB).read_bytes() == old[DB]
     backup.verify(backup_folder(cluster))
+
+
+def test_failure_after_step_10_carries_the_vm_database_back(cluster: SimCluster, image: FakeImage, appliance: Guest,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Step 11 fails after the storage entries pointed at the VM and a change was made there: the automatic
+    rollback keeps it."""
+
+    def change_then_fail(self: BackupJob, ctx: object) -> None:
+        change_through_the_vm(cluster, appliance, "made-in-vm")
+        die("the backup job was refused", hint="check /etc/pve/jobs.cfg")
+
+    monkeypatch.setattr(BackupJob, "apply", change_then_fail)
+    message = expect_failure(cluster, deploy_args(image.raw, "--backup-storage", "local", redundancy=2))
+    assert message.startswith("step 11 (Schedule backups of the VM) failed: the backup job was refused; rolled "
+                              "back: the LINSTOR controller on this node runs again on the database taken out of "
+                              "the VM")  # fmt: skip
+    assert "made-in-vm" in groups(cluster.linstor_url())
+    assert host_files(cluster)[DB] == vm_disk_database(cluster)
 
 
 def test_rollback_refuses_while_the_database_cannot_be_taken_out(cluster: SimCluster, image: FakeImage,
