@@ -79,6 +79,8 @@ def test_rollback_after_completion_carries_the_vm_database_back(cluster: SimClus
     deploy(cluster, image)
     old = host_files(cluster)
     change_through_the_vm(cluster, appliance, "made-in-vm")
+    # This node's database was edited after step 6 backed it up: it must be backed up again before it goes.
+    (cluster.root("pve1") / DB).write_bytes(old[DB] + b"\n")
     assert run_deploy(cluster, ["--vmid", "100", "--rollback"]) == 0
 
     # The controller on this node now runs on exactly the VM's database, with the change made there.
@@ -90,9 +92,12 @@ def test_rollback_after_completion_carries_the_vm_database_back(cluster: SimClus
     kept = Path(journal(cluster)["facts"]["vm_database"]["backup"])
     assert kept.parent == cluster.root("pve1") / "var/lib/linstor-appliance"
     assert backup.verify(kept) == read_sums(kept / "SHA256SUMS") and (kept / DB).read_bytes() == in_vm
-    # The files it replaced are still in the step 6 backup.
+    # What it replaced is in the step 6 backup, and the later edit in a new one.
     assert (backup_folder(cluster) / DB).read_bytes() == old[DB]
     backup.verify(backup_folder(cluster))
+    again = Path(journal(cluster)["facts"]["vm_database"]["host_backup"])
+    assert again != backup_folder(cluster) and (again / DB).read_bytes() == old[DB] + b"\n"
+    backup.verify(again)
 
 
 def test_failure_after_step_10_carries_the_vm_database_back(cluster: SimCluster, image: FakeImage, appliance: Guest,
