@@ -184,8 +184,9 @@ def test_storage_cfg_comments_are_announced_and_the_file_is_kept(
     sim_env(cluster, "pve1", monkeypatch)
     args = deploy_args(image.raw, redundancy=1)
     assert run_deploy(cluster, [*args, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
     assert ("[pve1] note: pvesm set rewrites /etc/pve/storage.cfg without its 1 comment line (Proxmox keeps none); "
-            "the step 6 backup holds the file as it was before the deploy") in capsys.readouterr().out
+            "the file as it was before the deploy is kept in the journal and the step 6 backup") in plan
     with Guest(cluster, 100, VM_IP, RES, tmp_path / "guest"):
         assert run_deploy(cluster, args) == 0
     assert "# drbd storage" not in cluster.storage_cfg_text()

@@ -65,7 +65,7 @@ class Handover(Step):
         # storage.cfg as the journal took it before the deploy's first `pvesm set` (which drops comments).
         before = ctx.j.fact("storage_cfg", storage.original(o.root))
         extra = {storage.CONFIG: str(before).encode()} if before is not None else {}
-        folder = backup.create(o.root, o.state_dir, o.vmid, extra=extra)
+        folder = backup.create(o.root, o.state_dir, o.vmid, extra)
         ctx.j.note(self.key, backup=str(folder))
         log.info(f"backed up /var/lib/linstor and /etc/linstor to {folder}")
         record: dict[str, Any] = {"was_enabled": was_enabled, "stopped": True, "backup": str(folder)}

@@ -13,6 +13,7 @@ from typing import Any
 
 from builder.deploy import storagecfg
 from builder.deploy.context import Context
+from builder.deploy.options import Strategy
 from builder.deploy.steps.base import Action, Step
 
 CONFIG = "etc/pve/storage.cfg"
@@ -33,8 +34,8 @@ def rewrite_note(ctx: Context) -> list[Action]:
     if not count:
         return []
     return [Action(ctx.f.local.name, f"note: pvesm set rewrites /{CONFIG} without its {count} comment line"
-                                     f"{'s' if count != 1 else ''} (Proxmox keeps none); the step 6 backup holds "
-                                     "the file as it was before the deploy")]  # fmt: skip
+                                     f"{'s' if count != 1 else ''} (Proxmox keeps none); the file as it was before "
+                                     "the deploy is kept in the journal and the step 6 backup")]  # fmt: skip
 
 
 class Storage(Step):
@@ -46,9 +47,11 @@ class Storage(Step):
         return str(ctx.options.address.ip)
 
     def describe(self, ctx: Context) -> list[Action]:
-        return [Action(ctx.f.local.name, f"pvesm set {e.id} --controller {self._ip(ctx)}"
-                                         f"   (now: {e.options.get('controller', 'unset')})")
-                for e in ctx.f.drbd_entries] + rewrite_note(ctx)  # fmt: skip
+        actions = [Action(ctx.f.local.name, f"pvesm set {e.id} --controller {self._ip(ctx)}"
+                                             f"   (now: {e.options.get('controller', 'unset')})")
+                   for e in ctx.f.drbd_entries]  # fmt: skip
+        # With controllervm, step 1 rewrites the file first and says so there.
+        return actions + (rewrite_note(ctx) if ctx.options.strategy is Strategy.device_path else [])
 
     def still_done(self, ctx: Context) -> bool:
         entries = storagecfg.drbd_entries(storagecfg.read(ctx.options.root))
