@@ -78,6 +78,8 @@ class Options:
     disk_size: int | None
     wait_timeout: float
     ssh_options: tuple[str, ...]
+    # A new deploy may overwrite a VM disk whose database no journal accounts for, after backing it up.
+    replace_vm_database: bool
     root: Path = Path("/")
 
     @property
@@ -224,6 +226,9 @@ OPTIONS: OptionTable[Options] = OptionTable(Options, "linstor-appliance deploy",
            "seconds", "SECONDS", on_resume=OnResume.GIVEN),
     Option("ssh_options", "--ssh-option", str, (), "extra ssh -o option for reaching the other nodes", "OPTION",
            repeat=True, on_resume=OnResume.GIVEN),
+    Option("replace_vm_database", None, None, False, on_resume=OnResume.GIVEN, switches=(
+        Switch("--replace-vm-database", True, "deploy even though the VM disk of an earlier deploy holds a "
+               "database changed since (it is backed up first)"),)),
     Option("mode", None, None, Mode.deploy, on_resume=OnResume.GIVEN, switches=(
         Switch("--dry-run", Mode.dry_run, "check and print the plan, change nothing"),
         Switch("--resume", Mode.resume, "continue an interrupted deploy of this VMID"),

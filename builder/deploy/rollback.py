@@ -1,8 +1,13 @@
-"""Rolling a deploy back: the host's controller runs again on its own, untouched database.
+"""Rolling a deploy back: the host's controller runs again, on the cluster's current database.
+
+Before the storage entries pointed at the VM's controller, that is this node's own, untouched
+database. From then on (and so after every completed deploy) it is the one in the VM disk: the VM is
+stopped first and its database taken out and kept (builder.deploy.vmdatabase), and the controller here
+starts on exactly those bytes; if that cannot be done the rollback refuses and the VM runs on.
 
 Steps are undone in reverse order, so the VM (and its controller) is stopped before the controller on
 this node starts again: two controllers must never run at once. The VM, its disk resource, the
-Controller node registration and the database backup stay for inspection; the report says how to
+Controller node registration and the database backups stay for inspection; the report says how to
 remove them. The rollback stops at the first undo that fails, because continuing could start a second
 controller; it can be repeated once the cause is fixed.
 """
@@ -10,6 +15,7 @@ controller; it can be repeated once the cause is fixed.
 from __future__ import annotations
 
 from builder import log
+from builder.deploy import vmdatabase
 from builder.deploy.context import Context
 from builder.deploy.steps import ALL
 from builder.errors import ApplianceError, die
@@ -17,9 +23,8 @@ from builder.errors import ApplianceError, die
 
 def run(ctx: Context) -> list[str]:
     journal = ctx.j
-    if journal.status == "completed":
-        log.warn("this deploy completed: changes made through the controller in the VM since then are not "
-                 "carried back to this node's database")  # fmt: skip
+    if vmdatabase.authoritative(journal) and journal.fact("vm_database") is None:
+        vmdatabase.take_out(ctx)
     report: list[str] = []
     for step in reversed(ALL):
         if not journal.touched(step.key):
@@ -53,4 +58,9 @@ def leftovers(ctx: Context) -> list[str]:
     backup = journal.record("handover").get("backup")
     if backup:
         lines.append(f"the backup of the controller's files: {backup}")
+    carried = journal.fact("vm_database") or {}
+    for key, what in (("backup", "the database taken out of the VM (now this node's)"),
+                      ("host_backup", "this node's files as they were before that")):  # fmt: skip
+        if carried.get(key):
+            lines.append(f"{what}: {carried[key]}")
     return lines

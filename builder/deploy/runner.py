@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from builder import log
 from builder.deploy import journal as journals
-from builder.deploy import plan, preflight, rollback
+from builder.deploy import plan, preflight, rollback, vmdatabase
 from builder.deploy.context import Context
 from builder.deploy.controller import Directory
 from builder.deploy.journal import Journal
@@ -15,6 +15,7 @@ from builder.deploy.options import Mode, Options, merge_with_journal
 from builder.deploy.pve import Pve
 from builder.deploy.remote import Node, Transport
 from builder.deploy.steps import ALL, Step
+from builder.deploy.steps.storage import original as original_storage_cfg
 from builder.errors import ApplianceError, die
 
 
@@ -64,6 +65,8 @@ def run(options: Options, directory: Directory | None = None, explicit: Iterable
         die(f"preflight found {count} problem{'s' if count != 1 else ''} (listed above); nothing was changed",
             hint="fix them and run the deploy again")
     ctx.facts = facts
+    # A new deploy writes its image over the VM disk an earlier one may have left with a newer database.
+    at_risk = vmdatabase.check_redeploy(ctx) if options.mode is not Mode.resume else None
     steps = [step for step in ALL if step.applies(ctx)]
     plan.show(ctx, steps)
     if options.mode is Mode.dry_run:
@@ -75,12 +78,17 @@ def run(options: Options, directory: Directory | None = None, explicit: Iterable
             ctx.journal = recorded
             ctx.j.new_attempt()
         else:
+            # Kept (and verified) before anything changes, so a failure here leaves no journal behind.
+            kept = vmdatabase.keep_replaced(ctx, at_risk) if at_risk is not None else None
             if recorded is not None:
                 # A rolled-back earlier deploy: keep its journal beside the new one.
                 os.replace(path, path.with_name(f"{path.stem}.rolled-back-{recorded.data.get('rolled-back_at', 'x')}"
                                                 f".json".replace(":", "")))  # fmt: skip
             ctx.journal = Journal.create(path, options.to_json())
             ctx.j.set_fact("linstor_version", facts.linstor_version)
+            ctx.j.set_fact("storage_cfg", original_storage_cfg(options.root))
+            if kept is not None:
+                ctx.j.set_fact("replaced_vm_database", str(kept))
         execute(ctx, steps)
     report(ctx, steps)
     return 0
@@ -130,7 +138,8 @@ def failed(ctx: Context, number: int, step: Step, error: BaseException) -> None:
     except ApplianceError as rollback_error:
         die(f"{what}; the rollback failed too: {rollback_error.message}", hint=rollback_error.hint)
     _report_rollback(ctx)
-    die(f"{what}; rolled back: the LINSTOR controller on this node runs again on its own database",
+    which = "the database taken out of the VM" if ctx.j.fact("vm_database") else "its own database"
+    die(f"{what}; rolled back: the LINSTOR controller on this node runs again on {which}",
         hint=(f"{hint}; " if hint else "") + "the VM and its disk were kept for inspection (see above)")
 
 

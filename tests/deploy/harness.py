@@ -4,7 +4,9 @@ The deploy runs in this process (so faults can be injected between steps) with t
 a root shell on the node it is run on. The simulated VMs do not boot, so `Guest` does what the
 appliance would: when HA starts the VM it reads the injected files from the VM's disk, runs the
 appliance's own deploy-check on them, and starts a stand-in controller on the injected database,
-answering for the VM's address. When the VM stops, that controller stops.
+answering for the VM's address. When the VM stops, that controller stops. That controller works on a
+copy of the files; `persist()` puts its database (and the deploy-check's marker) back into the VM disk,
+where the real VM's controller writes every change.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from builder.errors import ApplianceError
 
 PROJECT = Path(__file__).resolve().parents[2]
 DEPLOY_CHECK = PROJECT / "image/mkosi.extra/usr/lib/linstor-appliance/deploy-check"
+# Written by deploy-check once it compared the injected files; later boots check the version only.
+DEPLOY_CHECKED = "/var/lib/linstor-appliance/deploy-checked"
 GUEST_FILES = ["/var/lib/linstor/linstordb.mv.db", "/etc/linstor/linstor.toml", "/etc/linstor-appliance/deploy.json",
-               "/var/lib/dpkg/status", "/etc/netplan/config.yaml", "/etc/nftables.conf"]  # fmt: skip
+               "/var/lib/dpkg/status", "/etc/netplan/config.yaml", "/etc/nftables.conf", DEPLOY_CHECKED]  # fmt: skip
 
 
 class SimDirectory(Directory):
@@ -102,6 +106,15 @@ class Guest:
             self.check_failures.append(check.stdout)
             return
         self.cluster.start_controller(self.ip, root)
+
+    def persist(self) -> None:
+        """What the VM's own disk holds while its controller runs: the database as it wrote it."""
+        root = self.workdir / f"boot{self.boots}"
+        node = self.cluster.vm_running_on(self.vmid)
+        assert self.running and node, f"VM {self.vmid} does not run"
+        sources = {path: root / path.lstrip("/") for path in ("/var/lib/linstor/linstordb.mv.db", DEPLOY_CHECKED)}
+        files = [inject.File(path, source.read_bytes(), 0o640) for path, source in sources.items() if source.exists()]
+        inject.write(self.cluster.drbd_device(node, self.resource), files)
 
 
 def sim_env(cluster: SimCluster, node: str, monkeypatch: pytest.MonkeyPatch) -> None:

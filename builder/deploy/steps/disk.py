@@ -16,6 +16,7 @@ from builder.deploy import controller, storagecfg, wait
 from builder.deploy.context import Context
 from builder.deploy.options import Strategy
 from builder.deploy.steps.base import Action, Step
+from builder.deploy.steps.storage import rewrite_note
 from builder.errors import die
 
 
@@ -51,6 +52,7 @@ class Disk(Step):
         actions.append(Action(here, f"wait for {o.device}"))
         if o.strategy is Strategy.controllervm:
             actions.append(Action(here, f"pvesm set {f.storage.id} --controllervm {o.vmid}"))
+            actions += rewrite_note(ctx)
         return actions
 
     def still_done(self, ctx: Context) -> bool:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from builder import log
-from builder.deploy import backup, controller, wait
+from builder.deploy import backup, controller, vmdatabase, wait
 from builder.deploy.context import Context
+from builder.deploy.steps import storage
 from builder.deploy.steps.base import Action, Step
 from builder.errors import die
 
@@ -31,7 +32,8 @@ class Handover(Step):
         actions = [
             Action(here, f"LINSTOR API at {f.host_endpoint}: record the node list"),
             Action(here, f"systemctl disable --now {UNIT}"),
-            Action(here, f"copy /var/lib/linstor and /etc/linstor to {folder} with SHA256SUMS"),
+            Action(here, f"copy /var/lib/linstor and /etc/linstor to {folder} with SHA256SUMS, and "
+                         f"/{storage.CONFIG} as it was before the deploy"),
         ]
         if o.host_path(DATABASE_TOOL).exists():
             actions.append(Action(here, f"/{DATABASE_TOOL} export-db {folder}/linstor-database-export.json"))
@@ -60,7 +62,10 @@ class Handover(Step):
         # Noted before the stop: a kill right after it must still lead a rollback to start the controller.
         ctx.j.note(self.key, was_enabled=was_enabled, stopped=True)
         ctx.pve.systemctl(local, "disable", "--now", UNIT)
-        folder = backup.create(o.root, o.state_dir, o.vmid)
+        # storage.cfg as the journal took it before the deploy's first `pvesm set` (which drops comments).
+        before = ctx.j.fact("storage_cfg", storage.original(o.root))
+        extra = {storage.CONFIG: str(before).encode()} if before is not None else {}
+        folder = backup.create(o.root, o.state_dir, o.vmid, extra)
         ctx.j.note(self.key, backup=str(folder))
         log.info(f"backed up /var/lib/linstor and /etc/linstor to {folder}")
         record: dict[str, Any] = {"was_enabled": was_enabled, "stopped": True, "backup": str(folder)}
@@ -79,6 +84,8 @@ class Handover(Step):
 
     def undo(self, ctx: Context, record: dict[str, Any]) -> list[str]:
         local = ctx.pve.local
+        carried = ctx.j.fact("vm_database")
+        lines = [vmdatabase.put_on_host(ctx, carried, record)] if carried else []
         if record.get("was_enabled", True):
             ctx.pve.systemctl(local, "enable", UNIT, check=False)
         ctx.pve.systemctl(local, "start", UNIT)
@@ -86,4 +93,5 @@ class Handover(Step):
         wait.until(lambda: controller.probe(ctx.directory, endpoint), timeout=120,
                    what=f"the LINSTOR controller on {local.name} answering at {endpoint}",
                    hint="check 'systemctl status linstor-controller' and its log", interval=0.5)  # fmt: skip
-        return [f"{local.name}: linstor-controller enabled and running again on its own database"]
+        which = "the VM's database" if carried else "its own database"
+        return [*lines, f"{local.name}: linstor-controller enabled and running again on {which}"]

@@ -33,7 +33,8 @@ def refuse_if_in_use(ctx: Context) -> None:
 def primaries(ctx: Context) -> list[str]:
     """Nodes where the resource is Primary, as this node's DRBD sees itself and its peers."""
     o = ctx.options
-    result = ctx.transport.run(ctx.f.local, ["drbdsetup", "status", o.resource, "--json"], check=False)
+    local = ctx.pve.local  # this node, as preflight (or a rollback) learned its name
+    result = ctx.transport.run(local, ["drbdsetup", "status", o.resource, "--json"], check=False)
     if result.returncode != 0:
         die(f"cannot read the DRBD state of {o.resource}: {result.stderr.strip() or result.stdout.strip()}",
             hint=f"check 'drbdsetup status {o.resource}' on this node")
@@ -44,7 +45,7 @@ def primaries(ctx: Context) -> list[str]:
     found = []
     for resource in resources:
         if str(resource.get("role", "")).lower() == "primary":
-            found.append(ctx.f.local.name)
+            found.append(local.name)
         for peer in resource.get("connections", []):
             if str(peer.get("peer-role", "")).lower() == "primary":
                 found.append(str(peer.get("name", "?")))

@@ -17,6 +17,30 @@ def running(ctx: Context) -> bool:
     return bool(vm and vm.get("status") == "running")
 
 
+def stop_vm(ctx: Context) -> None:
+    """Stop the VM through HA when HA manages it (HA would start it again after a plain qm stop)."""
+    o = ctx.options
+    sid = f"vm:{o.vmid}"
+    if sid in ctx.pve.ha_resources():
+        ctx.pve.transport.run(ctx.pve.local, ["ha-manager", "set", sid, "--state", "stopped"])
+    elif running(ctx):
+        ctx.pve.qm(o.vmid, "stop")
+    wait.until(lambda: not running(ctx), timeout=max(o.wait_timeout, 60), what=f"VM {o.vmid} stopping",
+               hint=f"stop it by hand: qm stop {o.vmid} on its node", interval=0.5)  # fmt: skip
+
+
+def start_vm(ctx: Context) -> None:
+    """Start the VM again after stop_vm(), the same way, and wait until it runs."""
+    o = ctx.options
+    sid = f"vm:{o.vmid}"
+    if sid in ctx.pve.ha_resources():
+        ctx.pve.transport.run(ctx.pve.local, ["ha-manager", "set", sid, "--state", "started"])
+    elif not running(ctx):
+        ctx.pve.qm(o.vmid, "start")
+    wait.until(lambda: running(ctx) or Start._failed(ctx, sid), timeout=o.wait_timeout, what=f"VM {o.vmid} starting",
+               hint=f"start it: ha-manager set {sid} --state started", interval=0.5)  # fmt: skip
+
+
 class Start(Step):
     key = "start"
     title = "Start the VM through HA"
@@ -62,15 +86,8 @@ class Start(Step):
         return False
 
     def undo(self, ctx: Context, record: dict[str, Any]) -> list[str]:
-        o = ctx.options
-        sid = f"vm:{o.vmid}"
-        local = ctx.pve.local
+        sid = f"vm:{ctx.options.vmid}"
+        stop_vm(ctx)
         if sid in ctx.pve.ha_resources():
-            ctx.pve.transport.run(local, ["ha-manager", "set", sid, "--state", "stopped"])
-        elif running(ctx):
-            ctx.pve.qm(o.vmid, "stop")
-        wait.until(lambda: not running(ctx), timeout=max(o.wait_timeout, 60), what=f"VM {o.vmid} stopping",
-                   hint=f"stop it by hand: qm stop {o.vmid} on its node", interval=0.5)  # fmt: skip
-        if sid in ctx.pve.ha_resources():
-            ctx.pve.transport.run(local, ["ha-manager", "remove", sid])
-        return [f"VM {o.vmid} stopped through HA and removed from HA; kept (protected) for inspection"]
+            ctx.pve.transport.run(ctx.pve.local, ["ha-manager", "remove", sid])
+        return [f"VM {ctx.options.vmid} stopped through HA and removed from HA; kept (protected) for inspection"]

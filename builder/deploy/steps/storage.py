@@ -1,12 +1,41 @@
-"""Step 10: every drbd storage entry points at the VM's controller, changed with `pvesm set` only."""
+"""Step 10: every drbd storage entry points at the VM's controller, changed with `pvesm set` only.
+
+`pvesm set` makes Proxmox write the whole file anew: comments and keys it does not know are dropped
+(proxmox.md section 3). The file as it was before the deploy is kept in the step 6 backup, and the
+plan says when comments will go.
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from builder.deploy import storagecfg
 from builder.deploy.context import Context
+from builder.deploy.options import Strategy
 from builder.deploy.steps.base import Action, Step
+
+CONFIG = "etc/pve/storage.cfg"
+
+
+def original(root: Path) -> str | None:
+    """storage.cfg as it is now, for the deploy's backup before the first `pvesm set`."""
+    try:
+        return (root / CONFIG).read_text()
+    except FileNotFoundError:
+        return None
+
+
+def rewrite_note(ctx: Context) -> list[Action]:
+    """A plan line when `pvesm set` will drop comments from storage.cfg."""
+    text = original(ctx.options.root) or ""
+    count = sum(1 for line in text.splitlines() if re.match(r"^\s*#", line))
+    if not count:
+        return []
+    return [Action(ctx.f.local.name, f"note: pvesm set rewrites /{CONFIG} without its {count} comment line"
+                                     f"{'s' if count != 1 else ''} (Proxmox keeps none); the file as it was before "
+                                     "the deploy is kept in the journal and the step 6 backup")]  # fmt: skip
 
 
 class Storage(Step):
@@ -18,9 +47,11 @@ class Storage(Step):
         return str(ctx.options.address.ip)
 
     def describe(self, ctx: Context) -> list[Action]:
-        return [Action(ctx.f.local.name, f"pvesm set {e.id} --controller {self._ip(ctx)}"
-                                         f"   (now: {e.options.get('controller', 'unset')})")
-                for e in ctx.f.drbd_entries]  # fmt: skip
+        actions = [Action(ctx.f.local.name, f"pvesm set {e.id} --controller {self._ip(ctx)}"
+                                             f"   (now: {e.options.get('controller', 'unset')})")
+                   for e in ctx.f.drbd_entries]  # fmt: skip
+        # With controllervm, step 1 rewrites the file first and says so there.
+        return actions + (rewrite_note(ctx) if ctx.options.strategy is Strategy.device_path else [])
 
     def still_done(self, ctx: Context) -> bool:
         entries = storagecfg.drbd_entries(storagecfg.read(ctx.options.root))
