@@ -40,6 +40,7 @@ SAMPLES: dict[str, list[str]] = {
     "disk_size": ["--disk-size", "3G"],
     "wait_timeout": ["--wait-timeout", "600"],
     "ssh_options": ["--ssh-option", "Port=2222", "--ssh-option", "Ciphers=aes128-ctr,aes256-ctr"],
+    "replace_vm_database": ["--replace-vm-database"],
     "mode": ["--dry-run"],
 }
 
