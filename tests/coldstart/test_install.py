@@ -18,7 +18,7 @@ from .appliance import APPLIANCE_IP, CONTROLLER_VMID, Appliance, cli, install_ev
 pytestmark = pytest.mark.sim
 
 HOOK = "local:snippets/linstor-coldstart-hook"
-NODE_FILES = ("usr/local/sbin/linstor-coldstart", "var/lib/vz/snippets/linstor-coldstart-hook",
+NODE_FILES = ("usr/local/lib/linstor-appliance/linstor-appliance.pyz", "var/lib/vz/snippets/linstor-coldstart-hook",
               "etc/linstor-coldstart.conf", "etc/systemd/system/pve-guests.service.d/linstor-coldstart.conf",
               "etc/systemd/system/pve-ha-lrm.service.d/linstor-coldstart.conf",
               "etc/systemd/system/linstor-coldstart-retry.service", "etc/systemd/system/linstor-coldstart-retry.timer")
@@ -74,7 +74,8 @@ def test_install_gates_the_guests_once_every_node_has_it(appliance: Make) -> Non
             assert (root / relative).is_file(), (node, relative)
         assert os.access(root / "var/lib/vz/snippets/linstor-coldstart-hook", os.X_OK)
         guests = cluster.dropins(node, "pve-guests.service")["linstor-coldstart.conf"]
-        assert "ExecStartPre=-/usr/local/sbin/linstor-coldstart gate" in guests
+        assert ("ExecStartPre=-/usr/bin/python3 /usr/local/lib/linstor-appliance/linstor-appliance.pyz coldstart "
+                "gate") in guests
         lrm = cluster.dropins(node, "pve-ha-lrm.service")["linstor-coldstart.conf"]
         assert f"After=drbd@{app.resource}.target" in lrm
         assert cluster.unit_enabled(node, "linstor-coldstart-retry.timer") == "enabled"
@@ -121,8 +122,8 @@ def test_remove_on_one_node_takes_the_hook_off_every_guest(appliance: Make) -> N
     assert "still installed on pve1, pve3" in removed.stderr
     # A gated guest would fail to start on pve2 now: no guest keeps the hook.
     assert not any("hookscript" in cluster.vm_config(v) for v in _vmids(cluster))
-    assert not (cluster.root("pve2") / "usr/local/sbin/linstor-coldstart").exists()
-    assert (cluster.root("pve1") / "usr/local/sbin/linstor-coldstart").exists()
+    assert not (cluster.root("pve2") / "usr/local/lib/linstor-appliance/linstor-appliance.pyz").exists()
+    assert (cluster.root("pve1") / "usr/local/lib/linstor-appliance/linstor-appliance.pyz").exists()
     assert "snippets" in cluster.storage_cfg()["local"]["content"]
     ok(cli(cluster, "pve2", "coldstart", "install"))
     assert cluster.vm_config(101)["hookscript"] == HOOK

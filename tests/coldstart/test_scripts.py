@@ -1,4 +1,4 @@
-"""The installed node script against the contract model.py assumes: hook, gate and retry on the live simulation."""
+"""The installed tool's hook, gate and retry on the live simulation, as PVE and systemd run them there."""
 
 from __future__ import annotations
 
@@ -189,11 +189,10 @@ def test_retry_starts_what_was_refused_once_a_controller_answers(appliance: Make
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
-def test_node_scripts_pass_shellcheck(tmp_path: Path) -> None:
-    script = tmp_path / "linstor-coldstart"
-    script.write_text(render("image/templates/coldstart/linstor-coldstart.sh.j2"))
+@pytest.mark.parametrize("python", ["/usr/bin/python3", ""], ids=["zipapp", "package"])
+def test_the_hookscript_passes_shellcheck(tmp_path: Path, python: str) -> None:
     hook_file = tmp_path / "hook"
     hook_file.write_text(render("image/templates/coldstart/hook.sh.j2", snippet="var/lib/vz/snippets/h",
-                                script="usr/local/sbin/linstor-coldstart"))  # fmt: skip
-    result = subprocess.run(["shellcheck", "-s", "sh", str(script), str(hook_file)], capture_output=True, text=True)
+                                tool="usr/bin/linstor-appliance", python=python))  # fmt: skip
+    result = subprocess.run(["shellcheck", "-s", "sh", str(hook_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
