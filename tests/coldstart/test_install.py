@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 from sim.cluster import SimCluster
 
-from .appliance import APPLIANCE_IP, CONTROLLER_VMID, Appliance, cli, install_everywhere, ok, wait_for
+from builder.coldstart import layout, nodefiles, nodetool
+from builder.coldstart.settings import Settings
+from builder.errors import ApplianceError
+
+from .appliance import APPLIANCE_IP, CONTROLLER_VMID, PROJECT, Appliance, cli, install_everywhere, ok, wait_for
 
 pytestmark = pytest.mark.sim
 
@@ -224,3 +228,49 @@ def test_cli_needs_an_action() -> None:
     result = subprocess.run([sys.executable, "-m", "builder", "coldstart"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[2])  # fmt: skip
     assert result.returncode == 2 and "ACTION" in result.stderr
+
+
+@pytest.mark.parametrize(("option", "value", "most"), [("--boot-wait", "3601", 3600), ("--hook-wait", "601", 600)])
+def test_the_bounds_are_bounded(tmp_path: Path, option: str, value: str, most: int) -> None:
+    result = subprocess.run([sys.executable, "-m", "builder", "coldstart", "install", option, value, "--root",
+                             str(tmp_path)], capture_output=True, text=True, cwd=PROJECT)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(f"argument {option}: must be at most {most} seconds")
+    assert list(tmp_path.iterdir()) == []
+
+
+def fake_python(path: Path, version: str) -> str:
+    path.write_text(f"#!/bin/sh\necho {version}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_install_needs_a_python_the_tool_runs_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nodetool.check_python()  # this host's /usr/bin/python3, as on Proxmox VE 8
+    monkeypatch.setattr(layout, "NODE_PYTHON", fake_python(tmp_path / "python3", "3.9"))
+    with pytest.raises(ApplianceError) as old:
+        nodetool.check_python()
+    assert str(old.value) == (f"{tmp_path}/python3 on this node is Python 3.9, and the gate, hook and retry timer "
+                              "need 3.11 or later; upgrade the node to Proxmox VE 8 or later (Debian 12, Python 3.11)")
+    monkeypatch.setattr(layout, "NODE_PYTHON", str(tmp_path / "missing"))
+    with pytest.raises(ApplianceError) as missing:
+        nodetool.check_python()
+    assert str(missing.value) == (f"{tmp_path}/missing does not exist on this node, and the gate, hook and retry "
+                                  "timer run with it; install python3 (3.11 or later; Proxmox VE 8 has it)")
+
+
+@pytest.mark.parametrize("packaged", [False, True], ids=["zipapp", "package"])
+def test_the_node_runs_the_tool_by_a_fixed_path(packaged: bool) -> None:
+    files = nodefiles.wanted(Settings(), 100, "pm-c0000100", "/var/lib/vz/snippets", True, packaged)
+    command = "/usr/bin/linstor-appliance" if packaged else \
+        "/usr/bin/python3 /usr/local/lib/linstor-appliance/linstor-appliance.pyz"  # fmt: skip
+    assert f"ExecStartPre=-{command} coldstart gate\n" in str(files[layout.GATE_DROPIN][0])
+    assert f"ExecStart={command} coldstart retry\n" in str(files[layout.RETRY_SERVICE][0])
+    hook_line = str(files["var/lib/vz/snippets/linstor-coldstart-hook"][0]).splitlines()[-1]
+    python = "" if packaged else "/usr/bin/python3 "
+    tool = "usr/bin/linstor-appliance" if packaged else "usr/local/lib/linstor-appliance/linstor-appliance.pyz"
+    assert hook_line == f'exec {python}"$root/{tool}" coldstart hook "$@"'
+    # With the package, nothing is copied; otherwise this tool, as a zipapp whose entry point is the CLI.
+    assert (layout.ZIPAPP_TOOL in files) is not packaged
+    assert layout.root_of(f"/tmp/x/{layout.ZIPAPP_TOOL}") == Path("/tmp/x/")
+    assert layout.root_of(f"/{layout.PACKAGED_TOOL}") == Path("/")
