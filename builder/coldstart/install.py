@@ -115,7 +115,7 @@ def remove(root: Path) -> None:
         if record is None:
             log.info("nothing was installed on this node")
             return
-        clearing = root / "var/lib/linstor-coldstart/clearing"
+        clearing = layout.at(root, layout.CLEARING_DIR)
         for entry in sorted(clearing.glob("*")) if clearing.is_dir() else []:
             # The retry timer was between `--state disabled` and `--state started` for this guest.
             log.warn(f"VM {entry.name} may still be HA-disabled: ha-manager set vm:{entry.name} --state started")

@@ -274,3 +274,14 @@ def test_the_node_runs_the_tool_by_a_fixed_path(packaged: bool) -> None:
     assert (layout.ZIPAPP_TOOL in files) is not packaged
     assert layout.root_of(f"/tmp/x/{layout.ZIPAPP_TOOL}") == Path("/tmp/x/")
     assert layout.root_of(f"/{layout.PACKAGED_TOOL}") == Path("/")
+
+
+def test_the_node_actions_import_only_the_runtime(tmp_path: Path) -> None:
+    """The hook runs in every guest's start: no template engine, no LINSTOR client, no other command."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "builder", "coldstart", "probe"],
+                            capture_output=True, text=True, cwd=PROJECT)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
+    assert "builder.coldstart.runtime" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("jinja2", "linstor") or m.startswith(
+        ("builder.commands", "builder.deploy", "builder.coldstart.install"))}
