@@ -149,5 +149,6 @@ def installed(spec: ClusterSpec, config: Config) -> Behaviours:
             words = shlex.split(line)
             if words[-2:-1] == ["coldstart"] and words[-1] in actions:
                 commands[line] = command(actions[words[-1]])
-    hooks = {vm.hookscript: hook for vm in spec.vms if vm.hookscript}
+    hooks: dict[str, Callable[[Api, str, int], Generator[float, None, bool]]] = {
+        vm.hookscript: hook for vm in spec.vms if vm.hookscript}  # fmt: skip
     return Behaviours(hooks=hooks, commands=commands)
