@@ -14,6 +14,7 @@ import pytest
 from sim.cluster import SimCluster
 
 from builder.coldstart import layout, nodefiles, nodetool
+from builder.coldstart.record import NodeRecord
 from builder.coldstart.settings import Settings
 from builder.errors import ApplianceError
 
@@ -285,3 +286,25 @@ def test_the_node_actions_import_only_the_runtime(tmp_path: Path) -> None:
     assert "builder.coldstart.runtime" in imported
     assert not {m for m in imported if m.split(".")[0] in ("jinja2", "linstor") or m.startswith(
         ("builder.commands", "builder.deploy", "builder.coldstart.install"))}
+
+
+def test_an_earlier_install_of_the_shell_runtime_is_replaced(tmp_path: Path) -> None:
+    """Installs before the runtime was the tool itself left /usr/local/sbin/linstor-coldstart: the next one takes
+    it away, and remove restores what it replaced, binary files included."""
+    old = tmp_path / "usr/local/sbin/linstor-coldstart"
+    old.parent.mkdir(parents=True)
+    old.write_text("#!/bin/sh\n")
+    earlier = tmp_path / layout.ZIPAPP_TOOL
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"\x00\xffsomeone else's")
+    record = NodeRecord(files={"usr/local/sbin/linstor-coldstart": None})
+    files = nodefiles.wanted(Settings(), 100, "pm-c0000100", "/var/lib/vz/snippets", False, False)
+    nodefiles.drop_stale(tmp_path, files, record)
+    nodefiles.write(tmp_path, files, record)
+    assert not old.exists() and "usr/local/sbin/linstor-coldstart" not in record.files
+    assert earlier.read_bytes() == files[layout.ZIPAPP_TOOL][0]
+    saved = NodeRecord(**json.loads(json.dumps(record.__dict__)))
+    for relative in saved.paths():
+        nodefiles.restore(tmp_path, relative, saved.previous(relative))
+    assert earlier.read_bytes() == b"\x00\xffsomeone else's"
+    assert not (tmp_path / layout.SETTINGS).exists()
