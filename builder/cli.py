@@ -36,7 +36,16 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# `coldstart <action>` run by a node's hookscript and units: handled before the parser imports every command.
+NODE_ACTIONS = ("gate", "hook", "retry", "probe")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if len(words) >= 2 and words[0] == "coldstart" and words[1] in NODE_ACTIONS:
+        from builder.coldstart import node
+
+        sys.exit(node.main(words[1:]))
     parser = make_parser()
     args = parser.parse_args(argv)
     log.set_verbose(args.verbose or args.debug)

@@ -1,12 +1,6 @@
 """Cold start of a whole cluster: guests on DRBD storage wait for a LINSTOR controller, the controller VM never waits.
 
-Entry points (also for the deploy command): `install(root, settings)`, `remove(root)`,
-`status.report(root)`. See docs/coldstart.md.
+`install.install(root, settings)`, `install.remove(root)` and `status.report(root)` are what the
+admin runs; `node.main()` (gate, hook, retry, probe) is what the nodes run, built on `runtime`.
+See docs/coldstart.md. Nothing is imported here: the hook's start-up must stay light.
 """
-
-from __future__ import annotations
-
-from builder.coldstart.install import install, remove
-from builder.coldstart.settings import Settings
-
-__all__ = ["Settings", "install", "remove"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder import log
-from builder.coldstart import layout, pveconf
+from builder.coldstart import layout, nodetool, pveconf
 from builder.coldstart.record import ClusterRecord
 from builder.errors import die
 from builder.run import run
@@ -69,12 +69,13 @@ def gate_guests(root: Path, record: ClusterRecord, controller_vmid: int) -> None
     local = pveconf.local_node(root)
     drbd = set(pveconf.drbd_storages(root))
     hook = volid(record.snippets_storage)
+    command = layout.tool_command(nodetool.packaged(root))
     for guest in pveconf.guests(root).values():
         if not needs_gate(guest, drbd, controller_vmid) or guest.hookscript == hook:
             continue
         if guest.hookscript:
             log.warn(f"VM {guest.vmid} has its own hookscript {guest.hookscript}; it is not gated "
-                     f"(call '/{layout.SCRIPT} hook \"$@\"' from it to gate it)")  # fmt: skip
+                     f"(call '{command} coldstart hook \"$@\"' from it to gate it)")  # fmt: skip
             continue
         qm_on(guest.node, local, "set", str(guest.vmid), "--hookscript", hook)
         record.hooks[str(guest.vmid)] = None

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from builder import log
-from builder.coldstart import controller, guests, layout, nodefiles, pveconf
+from builder.coldstart import controller, guests, layout, nodefiles, nodetool, pveconf
 from builder.coldstart.record import ClusterRecord, NodeRecord, cluster_lock
 from builder.coldstart.settings import Settings
 from builder.errors import die
@@ -26,12 +26,12 @@ def install(root: Path, settings: Settings) -> None:
                      f"on another node (ha-manager add vm:{ctrl.vmid})")  # fmt: skip
         check_resource(root, node, ctrl.resource)
         snippets = guests.snippets_dir(root, settings.snippets_storage)
-        for tool in ("curl", "flock", "awk"):
-            require(tool)
+        require("curl")
+        nodetool.check_python()
     with log.step(f"Installing the gate, hook and retry timer on {node}"):
         record = NodeRecord.load(root) or NodeRecord()
         fallback = package_version("linstor-proxmox") >= (8, 3)
-        files = nodefiles.wanted(settings, ctrl.vmid, ctrl.resource, snippets, fallback)
+        files = nodefiles.wanted(settings, ctrl.vmid, ctrl.resource, snippets, fallback, nodetool.packaged(root))
         nodefiles.drop_stale(root, files, record)
         nodefiles.write(root, files, record)
         record.settings = {**settings.to_json(), "controller_vmid": ctrl.vmid}
@@ -115,7 +115,7 @@ def remove(root: Path) -> None:
         if record is None:
             log.info("nothing was installed on this node")
             return
-        clearing = root / "var/lib/linstor-coldstart/clearing"
+        clearing = layout.at(root, layout.CLEARING_DIR)
         for entry in sorted(clearing.glob("*")) if clearing.is_dir() else []:
             # The retry timer was between `--state disabled` and `--state started` for this guest.
             log.warn(f"VM {entry.name} may still be HA-disabled: ha-manager set vm:{entry.name} --state started")

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The runtime on each node: gate, hook, retry and probe in one shell script.
-SCRIPT = "usr/local/sbin/linstor-coldstart"
+# The tool on a node, which the hookscript, the gate and the retry timer run as
+# `<tool> coldstart gate|hook|retry|probe`. The Debian package installs it as PACKAGED_TOOL; where that
+# is missing, `coldstart install` copies the tool there as a zipapp (ZIPAPP_TOOL), run by NODE_PYTHON.
+PACKAGED_TOOL = "usr/bin/linstor-appliance"
+ZIPAPP_TOOL = "usr/local/lib/linstor-appliance/linstor-appliance.pyz"
+NODE_PYTHON = "/usr/bin/python3"
+# The oldest Python the tool runs on (pyproject.toml's requires-python).
+MIN_PYTHON = (3, 11)
+
 SETTINGS = "etc/linstor-coldstart.conf"
 GATE_DROPIN = "etc/systemd/system/pve-guests.service.d/linstor-coldstart.conf"
 LRM_DROPIN = "etc/systemd/system/pve-ha-lrm.service.d/linstor-coldstart.conf"
@@ -16,7 +23,9 @@ HOOK_NAME = "linstor-coldstart-hook"
 
 # What install changed on this node, so remove can undo exactly that.
 NODE_RECORD = "var/lib/linstor-coldstart/installed.json"
-# The script's refusals and lock slots: /run, so one boot's refusals are gone with it.
+# HA errors the retry timer is clearing: kept across a reboot.
+CLEARING_DIR = "var/lib/linstor-coldstart/clearing"
+# The runtime's refusals and lock slots: /run, so one boot's refusals are gone with it.
 RUN_DIR = "run/linstor-coldstart"
 
 # Cluster-wide (pmxcfs): which nodes have the runtime, which guests carry the hook, what was changed.
@@ -28,3 +37,16 @@ TEMPLATES = "image/templates/coldstart"
 
 def at(root: Path, relative: str) -> Path:
     return root / relative
+
+
+def tool_command(packaged: bool) -> str:
+    """The command line, up to the subcommand, that runs the tool on a node."""
+    return f"/{PACKAGED_TOOL}" if packaged else f"{NODE_PYTHON} /{ZIPAPP_TOOL}"
+
+
+def root_of(tool: str) -> Path:
+    """The root the tool runs in, from its own path: `/` on a node; tests install under a directory."""
+    for relative in (ZIPAPP_TOOL, PACKAGED_TOOL):
+        if tool.endswith("/" + relative):
+            return Path(tool[: -len(relative)] or "/")
+    return Path("/")

@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 
 from builder import log
-from builder.coldstart import layout
+from builder.coldstart import layout, nodetool
 from builder.coldstart.record import NodeRecord
 from builder.coldstart.settings import Settings
 from builder.errors import die
@@ -17,55 +17,61 @@ EXECUTABLE = 0o755
 PLAIN = 0o644
 
 
-def wanted(settings: Settings, controller_vmid: int, resource: str, snippets_dir: str,
-           local_fallback: bool) -> dict[str, tuple[str, int]]:  # fmt: skip
-    """Relative path -> (content, mode) of every file a node gets."""
+def wanted(settings: Settings, controller_vmid: int, resource: str, snippets_dir: str, local_fallback: bool,
+           packaged: bool) -> dict[str, tuple[str | bytes, int]]:  # fmt: skip
+    """Relative path -> (content, mode) of every file a node gets; with `packaged`, the package's tool is used."""
     snippet = f"{snippets_dir.strip('/')}/{layout.HOOK_NAME}"
+    command = layout.tool_command(packaged)
+    tool = layout.PACKAGED_TOOL if packaged else layout.ZIPAPP_TOOL
+    python = "" if packaged else layout.NODE_PYTHON
     t = layout.TEMPLATES
-    return {
-        layout.SCRIPT: (render(f"{t}/linstor-coldstart.sh.j2"), EXECUTABLE),
-        snippet: (render(f"{t}/hook.sh.j2", snippet=snippet, script=layout.SCRIPT), EXECUTABLE),
+    files: dict[str, tuple[str | bytes, int]] = {
+        snippet: (render(f"{t}/hook.sh.j2", snippet=snippet, tool=tool, python=python), EXECUTABLE),
         layout.SETTINGS: (render(f"{t}/linstor-coldstart.conf.j2", controller_vmid=controller_vmid,
                                  local_fallback="yes" if local_fallback else "no",
                                  boot_wait=settings.boot_wait, hook_wait=settings.hook_wait,
                                  probe_timeout=settings.probe_timeout, clear_wait=settings.clear_wait), PLAIN),
-        layout.GATE_DROPIN: (render(f"{t}/pve-guests.conf.j2", resource=resource, script=layout.SCRIPT), PLAIN),
+        layout.GATE_DROPIN: (render(f"{t}/pve-guests.conf.j2", resource=resource, command=command), PLAIN),
         layout.LRM_DROPIN: (render(f"{t}/pve-ha-lrm.conf.j2", resource=resource), PLAIN),
-        layout.RETRY_SERVICE: (render(f"{t}/linstor-coldstart-retry.service.j2", script=layout.SCRIPT), PLAIN),
+        layout.RETRY_SERVICE: (render(f"{t}/linstor-coldstart-retry.service.j2", command=command), PLAIN),
         layout.RETRY_TIMER: (render(f"{t}/linstor-coldstart-retry.timer.j2", interval=settings.retry_interval),
                              PLAIN),
     }  # fmt: skip
+    if not packaged:
+        files[layout.ZIPAPP_TOOL] = (nodetool.archive(), EXECUTABLE)
+    return files
 
 
-def write(root: Path, files: dict[str, tuple[str, int]], record: NodeRecord) -> None:
+def write(root: Path, files: dict[str, tuple[str | bytes, int]], record: NodeRecord) -> None:
     """Write what differs; the first time a path is touched its previous content is recorded."""
     for relative, (content, mode) in files.items():
         path = layout.at(root, relative)
-        current = path.read_text() if path.is_file() else None
-        if relative not in record.files:
-            record.files[relative] = current
-        if current == content and (path.stat().st_mode & 0o777) == mode:
+        current = path.read_bytes() if path.is_file() else None
+        if not record.knows(relative):
+            record.remember(relative, current, binary=isinstance(content, bytes))
+        data = content.encode() if isinstance(content, str) else content
+        if current == data and (path.stat().st_mode & 0o777) == mode:
             continue
         record.note_dirs(root, path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.new")
-        tmp.write_text(content)
+        tmp.write_bytes(data)
         tmp.chmod(mode)
         tmp.replace(path)
 
 
-def drop_stale(root: Path, files: dict[str, tuple[str, int]], record: NodeRecord) -> None:
+def drop_stale(root: Path, files: dict[str, tuple[str | bytes, int]], record: NodeRecord) -> None:
     """Files an earlier install wrote that this one no longer wants (e.g. another snippets storage)."""
-    for relative in [r for r in record.files if r not in files]:
-        restore(root, relative, record.files.pop(relative))
+    for relative in [r for r in record.paths() if r not in files]:
+        restore(root, relative, record.forget(relative))
 
 
-def restore(root: Path, relative: str, previous: str | None) -> None:
+def restore(root: Path, relative: str, previous: bytes | None) -> None:
     path = layout.at(root, relative)
     if previous is None:
         path.unlink(missing_ok=True)
     else:
-        path.write_text(previous)
+        path.write_bytes(previous)
 
 
 def remove_dirs(root: Path, dirs: list[str]) -> None:
@@ -110,7 +116,7 @@ def remove(root: Path, record: NodeRecord) -> None:
     for unit in record.enabled:
         if unit != layout.TIMER_UNIT:
             systemctl("disable", unit, check=False)
-    for relative, previous in record.files.items():
-        restore(root, relative, previous)
+    for relative in record.paths():
+        restore(root, relative, record.previous(relative))
     remove_dirs(root, record.dirs)
     systemctl("daemon-reload", check=False)

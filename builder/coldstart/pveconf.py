@@ -10,40 +10,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HEADER = re.compile(r"^(\S+):\s*(\S+)\s*$")
-PROPERTY = re.compile(r"^\s+(\S+)(\s+(.*\S))?\s*$")
+from builder import sectionconfig
+
 VM_LINE = re.compile(r"^([a-z][a-z_\-]*\d*):\s*(.*?)\s*$")
 DRIVE = re.compile(r"^(ide[0-3]|sata[0-5]|scsi([0-9]|[12][0-9]|30)|virtio([0-9]|1[0-5])|efidisk0|tpmstate0)$")
 DRBD_PATH = re.compile(r"^/dev/drbd/by-res/([^/]+)/0$")
 DEFAULT_MAX_WORKERS = 4
-
-
-@dataclass(frozen=True)
-class Section:
-    type: str
-    id: str
-    values: dict[str, str]
-
-
-def parse_sections(text: str) -> dict[str, Section]:
-    """SectionConfig as PVE reads it: a header, indented properties, an empty line ends the section."""
-    sections: dict[str, Section] = {}
-    current: Section | None = None
-    for line in text.splitlines():
-        if re.match(r"^\s*#", line):
-            continue
-        if not line.strip():
-            current = None
-            continue
-        header = HEADER.match(line)
-        if header and current is None:
-            current = Section(header.group(1).lower(), header.group(2), {})
-            sections.setdefault(current.id, current)
-            continue
-        prop = PROPERTY.match(line)
-        if prop and current is not None:
-            current.values.setdefault(prop.group(1), prop.group(3) or "1")
-    return sections
 
 
 def _read(path: Path) -> str:
@@ -73,7 +45,12 @@ class Storage:
 
 
 def storages(root: Path) -> dict[str, Storage]:
-    parsed = parse_sections(_read(root / "etc/pve/storage.cfg"))
+    return storages_in(_read(root / "etc/pve/storage.cfg"))
+
+
+def storages_in(text: str) -> dict[str, Storage]:
+    """The storages of a storage.cfg text."""
+    parsed = sectionconfig.parse_storage(text).sections
     found = {sid: Storage(sid, s.type, dict(s.values)) for sid, s in parsed.items()}
     # PVE adds `local` when storage.cfg does not define it.
     found.setdefault("local", Storage("local", "dir", {"path": "/var/lib/vz", "content": "iso,vztmpl,backup"}))
@@ -81,7 +58,12 @@ def storages(root: Path) -> dict[str, Storage]:
 
 
 def drbd_storages(root: Path) -> dict[str, Storage]:
-    return {sid: s for sid, s in storages(root).items() if s.type == "drbd" and s.enabled}
+    return drbd_only(storages(root))
+
+
+def drbd_only(found: dict[str, Storage]) -> dict[str, Storage]:
+    """The enabled drbd storages."""
+    return {sid: s for sid, s in found.items() if s.type == "drbd" and s.enabled}
 
 
 @dataclass(frozen=True)
@@ -122,25 +104,36 @@ class Guest:
         return [m.group(1) for v in self.volumes() if (m := DRBD_PATH.match(v))]
 
 
-def guests(root: Path) -> dict[int, Guest]:
+def parse_guest(vmid: int, node: str, text: str) -> Guest:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("["):
+            break  # pending changes and snapshots follow
+        match = VM_LINE.match(line)
+        if match:
+            values[match.group(1)] = match.group(2)
+    return Guest(vmid, node, values)
+
+
+def guests(root: Path, node: str = "*") -> dict[int, Guest]:
+    """The guests of the cluster (or of one node), by VMID."""
     found: dict[int, Guest] = {}
-    for conf in sorted((root / "etc/pve/nodes").glob("*/qemu-server/*.conf")):
-        if not conf.stem.isdigit():
-            continue
-        values: dict[str, str] = {}
-        for line in _read(conf).splitlines():
-            if line.startswith("["):
-                break  # pending changes and snapshots follow
-            match = VM_LINE.match(line)
-            if match:
-                values[match.group(1)] = match.group(2)
-        found[int(conf.stem)] = Guest(int(conf.stem), conf.parent.parent.name, values)
+    for conf in sorted((root / "etc/pve/nodes").glob(f"{node}/qemu-server/*.conf")):
+        if conf.stem.isdigit():
+            found[int(conf.stem)] = parse_guest(int(conf.stem), conf.parent.parent.name, _read(conf))
     return dict(sorted(found.items()))
+
+
+def guest(root: Path, vmid: int) -> Guest | None:
+    """One guest's configuration, on whichever node it is."""
+    for conf in (root / "etc/pve/nodes").glob(f"*/qemu-server/{vmid}.conf"):
+        return parse_guest(vmid, conf.parent.parent.name, _read(conf))
+    return None
 
 
 def ha_resources(root: Path) -> dict[int, dict[str, str]]:
     """vmid -> HA settings, for VMs PVE treats as HA-managed (any state but `ignored`)."""
-    parsed = parse_sections(_read(root / "etc/pve/ha/resources.cfg"))
+    parsed = sectionconfig.parse_ha_resources(_read(root / "etc/pve/ha/resources.cfg")).sections
     managed = {}
     for section in parsed.values():
         if section.type == "vm" and section.id.isdigit() and section.values.get("state", "started") != "ignored":

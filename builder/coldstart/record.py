@@ -7,6 +7,7 @@ is changed only under a pmxcfs cluster lock, as PVE's own tools do.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import json
@@ -27,6 +28,8 @@ LOCK_TIMEOUT = 10.0
 class NodeRecord:
     # path relative to the root -> previous content (None: the file did not exist).
     files: dict[str, str | None] = field(default_factory=dict)
+    # the same for binary files (the tool), base64-encoded.
+    binaries: dict[str, str | None] = field(default_factory=dict)
     # units this install enabled (and remove disables again).
     enabled: list[str] = field(default_factory=list)
     # directories that did not exist before (removed again when empty).
@@ -39,14 +42,41 @@ class NodeRecord:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
-        return cls(files=dict(data.get("files", {})), enabled=list(data.get("enabled", [])),
+        return cls(files=dict(data.get("files", {})), binaries=dict(data.get("binaries", {})),
+                   enabled=list(data.get("enabled", [])),
                    dirs=list(data.get("dirs", [])), settings=dict(data.get("settings", {})))  # fmt: skip
 
     def save(self, root: Path) -> None:
         path = layout.at(root, layout.NODE_RECORD)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"files": self.files, "enabled": self.enabled, "dirs": self.dirs, "settings": self.settings}
+        data = {"files": self.files, "binaries": self.binaries, "enabled": self.enabled, "dirs": self.dirs,
+                "settings": self.settings}
         _atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    def knows(self, relative: str) -> bool:
+        return relative in self.files or relative in self.binaries
+
+    def paths(self) -> list[str]:
+        return [*self.files, *self.binaries]
+
+    def remember(self, relative: str, previous: bytes | None, binary: bool) -> None:
+        if binary:
+            self.binaries[relative] = None if previous is None else base64.b64encode(previous).decode()
+        else:
+            self.files[relative] = None if previous is None else previous.decode("utf-8", "surrogateescape")
+
+    def previous(self, relative: str) -> bytes | None:
+        if relative in self.binaries:
+            value = self.binaries[relative]
+            return None if value is None else base64.b64decode(value)
+        text = self.files.get(relative)
+        return None if text is None else text.encode("utf-8", "surrogateescape")
+
+    def forget(self, relative: str) -> bytes | None:
+        previous = self.previous(relative)
+        self.files.pop(relative, None)
+        self.binaries.pop(relative, None)
+        return previous
 
     def note_dirs(self, root: Path, path: Path) -> None:
         """Remember the parents of `path` that do not exist yet, before they are created."""

@@ -1,4 +1,4 @@
-"""Reading /etc/pve/storage.cfg the way PVE's SectionConfig does, to find the drbd entries.
+"""The drbd entries of /etc/pve/storage.cfg, as PVE reads them (builder/sectionconfig.py).
 
 Read-only on purpose: every change goes through `pvesm set`, which takes the cluster lock and
 rewrites the file canonically (proxmox.md sections 2 and 3).
@@ -6,14 +6,11 @@ rewrites the file canonically (proxmox.md sections 2 and 3).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder import sectionconfig
 from builder.errors import die
-
-HEADER = re.compile(r"^(\S+):\s*(\S+)\s*$")
-PROPERTY = re.compile(r"^\s+(\S+)(\s+(.*\S))?\s*$")
 
 
 @dataclass
@@ -29,27 +26,9 @@ class Entry:
 
 
 def parse(text: str) -> dict[str, Entry]:
-    """Sections in file order. As in SectionConfig, an empty line ends a section, '#' lines do not,
-    and a header right after property lines (no blank line) is not a header."""
-    entries: dict[str, Entry] = {}
-    current: Entry | None = None
-    for raw in text.splitlines():
-        line = raw.rstrip()
-        if not line.strip():
-            current = None
-            continue
-        if re.match(r"^\s*#", line):
-            continue
-        if current is None:
-            match = HEADER.match(line)
-            if match and not line[0].isspace():
-                current = Entry(type=match.group(1).lower(), id=match.group(2))
-                entries.setdefault(current.id, current)
-            continue
-        prop = PROPERTY.match(line)
-        if prop:
-            current.options.setdefault(prop.group(1), prop.group(3) if prop.group(3) is not None else "1")
-    return entries
+    """Sections in file order, with the keys PVE keeps."""
+    sections = sectionconfig.parse_storage(text).sections
+    return {sid: Entry(type=s.type, id=sid, options=dict(s.values)) for sid, s in sections.items()}
 
 
 def read(root: Path) -> dict[str, Entry]:

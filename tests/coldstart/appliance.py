@@ -23,6 +23,8 @@ from sim import vms as sim_vms
 from sim.cluster import SimCluster
 from sim.scenario import DEFAULT_STORAGE_CFG, Scenario
 
+from builder.coldstart.layout import NODE_PYTHON, ZIPAPP_TOOL
+
 APPLIANCE_IP = "10.0.0.100"
 CONTROLLER_VMID = 100
 PROJECT = Path(__file__).resolve().parents[2]
@@ -164,10 +166,10 @@ def install_everywhere(cluster: SimCluster, *options: str, nodes: Iterable[str] 
 
 
 def node_script(cluster: SimCluster, node: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The installed /usr/local/sbin/linstor-coldstart on `node`, as systemd or PVE would run it there."""
-    script = cluster.root(node) / "usr/local/sbin/linstor-coldstart"
-    return subprocess.run([str(script), *argv], env=cluster.env(node), capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    """`linstor-appliance coldstart <argv>` as the node's units run it: the installed tool, by the node's python3."""
+    tool = cluster.root(node) / ZIPAPP_TOOL
+    return subprocess.run([NODE_PYTHON, str(tool), "coldstart", *argv], env=cluster.env(node), capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
 
 
 def hook(cluster: SimCluster, node: str, vmid: int, phase: str = "pre-start") -> subprocess.CompletedProcess[str]:

@@ -2,8 +2,9 @@
 
 The cluster is built and `coldstart install` is run on the live simulation; sim/coldboot.py then
 reads what a power-on would find there (VM configs, HA resources, enabled units, drop-ins, kept
-.res files) and replays the boot on a simulated clock, with the installed script's behaviour from
-model.py. Every run draws a boot pattern (all at once, a random order, or one node late), where the
+.res files) and replays the boot on a simulated clock, where the installed hookscript, gate and
+retry timer run the tool's own runtime (builder/coldstart/runtime.py, through modelnode.py). Every
+run draws a boot pattern (all at once, a random order, or one node late), where the
 guests are (often more HA guests on the controller VM's node than the LRM has worker slots) and
 when the controller inside the controller VM answers.
 """
@@ -13,19 +14,25 @@ from __future__ import annotations
 import dataclasses
 import random
 import statistics
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sim import SimCluster
 from sim.cluster import remove_tree
-from sim.coldboot import Behaviours, Boot, ClusterSpec, ColdBoot, Result, Timing, spec_from_sim
+from sim.coldboot import Api, Behaviours, Boot, ClusterSpec, ColdBoot, Result, Timing, spec_from_sim
+
+from builder.coldstart import layout
+from builder.coldstart.runtime import Config
 
 from .appliance import Deployment, deploy, install_everywhere
-from .model import HOOK, Script, ScriptSettings, naive_hook
+from .modelnode import installed
 
 pytestmark = pytest.mark.sim
+
+HOOK = "local:snippets/linstor-coldstart-hook"
+TOOL = layout.tool_command(packaged=False)
 
 RUNS = 250
 HORIZON = 3600.0
@@ -41,7 +48,7 @@ class Layout:
     nodes: int
     before: ClusterSpec  # the deployed cluster, nothing installed
     after: ClusterSpec  # the same after `coldstart install` on every node
-    settings: ScriptSettings
+    config: Config  # /etc/linstor-coldstart.conf as install wrote it
 
 
 def build_layout(nodes: int, directory: Path) -> Layout:
@@ -61,12 +68,12 @@ def build_layout(nodes: int, directory: Path) -> Layout:
         before = spec_from_sim(cluster, controller)
         install_everywhere(cluster)
         after = spec_from_sim(cluster, controller)
-        settings = ScriptSettings.read(cluster.root("pve1"))
+        config = Config.read(cluster.root("pve1"))
     finally:
         for cluster in started:
             cluster.close()
         remove_tree(directory)
-    return Layout(nodes, before, after, settings)
+    return Layout(nodes, before, after, config)
 
 
 @pytest.fixture(scope="module", params=[3, 5], ids=["3-nodes", "5-nodes"])
@@ -84,11 +91,28 @@ def test_install_left_what_the_model_needs(layout: Layout) -> None:
             assert vm.hookscript == (HOOK if vm.drbd else None), vm
     for node in spec.nodes:
         assert controller.by_path[0] in node.boot_resources
-        assert node.exec_start_pre == ("-/usr/local/sbin/linstor-coldstart gate",)
+        assert node.exec_start_pre == (f"-{TOOL} coldstart gate",)
         assert [(t.unit, t.command, t.on_boot, t.interval) for t in node.timers] == [
-            ("linstor-coldstart-retry.timer", "/usr/local/sbin/linstor-coldstart retry", 15.0, 15.0)]
+            ("linstor-coldstart-retry.timer", f"{TOOL} coldstart retry", 15.0, 15.0)]
+    behaviours = installed(spec, layout.config)
+    assert set(behaviours.hooks) == {HOOK}
+    assert set(behaviours.commands) == {f"{TOOL} coldstart gate", f"{TOOL} coldstart retry"}
     assert all(vm.hookscript is None for vm in layout.before.vms)
     assert all(not n.exec_start_pre and not n.timers for n in layout.before.nodes)
+
+
+def naive_hook(wait: float, probe_timeout: float = 2.0) -> Behaviours:
+    """The design the seed warns about: every guest's hook waits for the controller, in any worker slot."""
+
+    def hook(api: Api, node: str, vmid: int) -> Generator[float, None, bool]:
+        deadline = api.now + wait
+        while not api.controller_answers(node):
+            if api.now >= deadline:
+                return False
+            yield 1.0 + probe_timeout
+        return True
+
+    return Behaviours(hooks={HOOK: hook})
 
 
 def draw(layout: Layout, seed: int) -> tuple[dict[int, str], Boot, str]:
@@ -141,7 +165,7 @@ def long_hooks(result: Result, spec: ClusterSpec, longer_than: float) -> int:
 
 
 def test_every_guest_runs_after_a_cold_start(layout: Layout) -> None:
-    behaviours = Script(layout.settings).behaviours()
+    behaviours = installed(layout.after, layout.config)
     failures: list[str] = []
     finish: list[float] = []
     later_than_without: list[float] = []
@@ -168,11 +192,11 @@ def test_every_guest_runs_after_a_cold_start(layout: Layout) -> None:
         # Never held up: only fast refusals can stand between the controller VM and a worker slot ...
         node = result.running[controller]
         crowd = sum(1 for vm in spec.vms if vm.ha and owners[vm.vmid] == node)
-        slack = crowd * (layout.settings.probe_timeout + 0.1) + 1.0
+        slack = crowd * (layout.config.probe_timeout + 0.1) + 1.0
         for queued, forked in result.controller_queued:
             if forked is None or forked - queued > slack:
                 failures.append(f"{where}: controller VM queued at {queued:.0f}s, forked at {forked}")
-        if long_hooks(result, spec, layout.settings.probe_timeout + 0.5) > spec.max_workers - 1:
+        if long_hooks(result, spec, layout.config.probe_timeout + 0.5) > spec.max_workers - 1:
             failures.append(f"{where}: every worker slot of a node held by a waiting hook")
         if not all(s.ok for s in result.starts if s.vmid == controller):
             failures.append(f"{where}: a start of the controller VM failed")

@@ -13,12 +13,17 @@ from pathlib import Path
 import pytest
 from sim.cluster import SimCluster
 
-from .appliance import APPLIANCE_IP, CONTROLLER_VMID, Appliance, cli, install_everywhere, ok, wait_for
+from builder.coldstart import layout, nodefiles, nodetool
+from builder.coldstart.record import NodeRecord
+from builder.coldstart.settings import Settings
+from builder.errors import ApplianceError
+
+from .appliance import APPLIANCE_IP, CONTROLLER_VMID, PROJECT, Appliance, cli, install_everywhere, ok, wait_for
 
 pytestmark = pytest.mark.sim
 
 HOOK = "local:snippets/linstor-coldstart-hook"
-NODE_FILES = ("usr/local/sbin/linstor-coldstart", "var/lib/vz/snippets/linstor-coldstart-hook",
+NODE_FILES = ("usr/local/lib/linstor-appliance/linstor-appliance.pyz", "var/lib/vz/snippets/linstor-coldstart-hook",
               "etc/linstor-coldstart.conf", "etc/systemd/system/pve-guests.service.d/linstor-coldstart.conf",
               "etc/systemd/system/pve-ha-lrm.service.d/linstor-coldstart.conf",
               "etc/systemd/system/linstor-coldstart-retry.service", "etc/systemd/system/linstor-coldstart-retry.timer")
@@ -74,7 +79,8 @@ def test_install_gates_the_guests_once_every_node_has_it(appliance: Make) -> Non
             assert (root / relative).is_file(), (node, relative)
         assert os.access(root / "var/lib/vz/snippets/linstor-coldstart-hook", os.X_OK)
         guests = cluster.dropins(node, "pve-guests.service")["linstor-coldstart.conf"]
-        assert "ExecStartPre=-/usr/local/sbin/linstor-coldstart gate" in guests
+        assert ("ExecStartPre=-/usr/bin/python3 /usr/local/lib/linstor-appliance/linstor-appliance.pyz coldstart "
+                "gate") in guests
         lrm = cluster.dropins(node, "pve-ha-lrm.service")["linstor-coldstart.conf"]
         assert f"After=drbd@{app.resource}.target" in lrm
         assert cluster.unit_enabled(node, "linstor-coldstart-retry.timer") == "enabled"
@@ -121,8 +127,8 @@ def test_remove_on_one_node_takes_the_hook_off_every_guest(appliance: Make) -> N
     assert "still installed on pve1, pve3" in removed.stderr
     # A gated guest would fail to start on pve2 now: no guest keeps the hook.
     assert not any("hookscript" in cluster.vm_config(v) for v in _vmids(cluster))
-    assert not (cluster.root("pve2") / "usr/local/sbin/linstor-coldstart").exists()
-    assert (cluster.root("pve1") / "usr/local/sbin/linstor-coldstart").exists()
+    assert not (cluster.root("pve2") / "usr/local/lib/linstor-appliance/linstor-appliance.pyz").exists()
+    assert (cluster.root("pve1") / "usr/local/lib/linstor-appliance/linstor-appliance.pyz").exists()
     assert "snippets" in cluster.storage_cfg()["local"]["content"]
     ok(cli(cluster, "pve2", "coldstart", "install"))
     assert cluster.vm_config(101)["hookscript"] == HOOK
@@ -223,3 +229,82 @@ def test_cli_needs_an_action() -> None:
     result = subprocess.run([sys.executable, "-m", "builder", "coldstart"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[2])  # fmt: skip
     assert result.returncode == 2 and "ACTION" in result.stderr
+
+
+@pytest.mark.parametrize(("option", "value", "most"), [("--boot-wait", "3601", 3600), ("--hook-wait", "601", 600)])
+def test_the_bounds_are_bounded(tmp_path: Path, option: str, value: str, most: int) -> None:
+    result = subprocess.run([sys.executable, "-m", "builder", "coldstart", "install", option, value, "--root",
+                             str(tmp_path)], capture_output=True, text=True, cwd=PROJECT)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(f"argument {option}: must be at most {most} seconds")
+    assert list(tmp_path.iterdir()) == []
+
+
+def fake_python(path: Path, version: str) -> str:
+    path.write_text(f"#!/bin/sh\necho {version}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_install_needs_a_python_the_tool_runs_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nodetool.check_python()  # this host's /usr/bin/python3, as on Proxmox VE 8
+    monkeypatch.setattr(layout, "NODE_PYTHON", fake_python(tmp_path / "python3", "3.9"))
+    with pytest.raises(ApplianceError) as old:
+        nodetool.check_python()
+    assert str(old.value) == (f"{tmp_path}/python3 on this node is Python 3.9, and the gate, hook and retry timer "
+                              "need 3.11 or later; upgrade the node to Proxmox VE 8 or later (Debian 12, Python 3.11)")
+    monkeypatch.setattr(layout, "NODE_PYTHON", str(tmp_path / "missing"))
+    with pytest.raises(ApplianceError) as missing:
+        nodetool.check_python()
+    assert str(missing.value) == (f"{tmp_path}/missing does not exist on this node, and the gate, hook and retry "
+                                  "timer run with it; install python3 (3.11 or later; Proxmox VE 8 has it)")
+
+
+@pytest.mark.parametrize("packaged", [False, True], ids=["zipapp", "package"])
+def test_the_node_runs_the_tool_by_a_fixed_path(packaged: bool) -> None:
+    files = nodefiles.wanted(Settings(), 100, "pm-c0000100", "/var/lib/vz/snippets", True, packaged)
+    command = "/usr/bin/linstor-appliance" if packaged else \
+        "/usr/bin/python3 /usr/local/lib/linstor-appliance/linstor-appliance.pyz"  # fmt: skip
+    assert f"ExecStartPre=-{command} coldstart gate\n" in str(files[layout.GATE_DROPIN][0])
+    assert f"ExecStart={command} coldstart retry\n" in str(files[layout.RETRY_SERVICE][0])
+    hook_line = str(files["var/lib/vz/snippets/linstor-coldstart-hook"][0]).splitlines()[-1]
+    python = "" if packaged else "/usr/bin/python3 "
+    tool = "usr/bin/linstor-appliance" if packaged else "usr/local/lib/linstor-appliance/linstor-appliance.pyz"
+    assert hook_line == f'exec {python}"$root/{tool}" coldstart hook "$@"'
+    # With the package, nothing is copied; otherwise this tool, as a zipapp whose entry point is the CLI.
+    assert (layout.ZIPAPP_TOOL in files) is not packaged
+    assert layout.root_of(f"/tmp/x/{layout.ZIPAPP_TOOL}") == Path("/tmp/x/")
+    assert layout.root_of(f"/{layout.PACKAGED_TOOL}") == Path("/")
+
+
+def test_the_node_actions_import_only_the_runtime(tmp_path: Path) -> None:
+    """The hook runs in every guest's start: no template engine, no LINSTOR client, no other command."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "builder", "coldstart", "probe"],
+                            capture_output=True, text=True, cwd=PROJECT)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
+    assert "builder.coldstart.runtime" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("jinja2", "linstor") or m.startswith(
+        ("builder.commands", "builder.deploy", "builder.coldstart.install"))}
+
+
+def test_an_earlier_install_of_the_shell_runtime_is_replaced(tmp_path: Path) -> None:
+    """Installs before the runtime was the tool itself left /usr/local/sbin/linstor-coldstart: the next one takes
+    it away, and remove restores what it replaced, binary files included."""
+    old = tmp_path / "usr/local/sbin/linstor-coldstart"
+    old.parent.mkdir(parents=True)
+    old.write_text("#!/bin/sh\n")
+    earlier = tmp_path / layout.ZIPAPP_TOOL
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"\x00\xffsomeone else's")
+    record = NodeRecord(files={"usr/local/sbin/linstor-coldstart": None})
+    files = nodefiles.wanted(Settings(), 100, "pm-c0000100", "/var/lib/vz/snippets", False, False)
+    nodefiles.drop_stale(tmp_path, files, record)
+    nodefiles.write(tmp_path, files, record)
+    assert not old.exists() and "usr/local/sbin/linstor-coldstart" not in record.files
+    assert earlier.read_bytes() == files[layout.ZIPAPP_TOOL][0]
+    saved = NodeRecord(**json.loads(json.dumps(record.__dict__)))
+    for relative in saved.paths():
+        nodefiles.restore(tmp_path, relative, saved.previous(relative))
+    assert earlier.read_bytes() == b"\x00\xffsomeone else's"
+    assert not (tmp_path / layout.SETTINGS).exists()

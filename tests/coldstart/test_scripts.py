@@ -1,4 +1,4 @@
-"""The installed node script against the contract model.py assumes: hook, gate and retry on the live simulation."""
+"""The installed tool's hook, gate and retry on the live simulation, as PVE and systemd run them there."""
 
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ def test_ha_hooks_wait_in_all_but_one_worker_slot(appliance: Make) -> None:
     assert fourth.returncode == 1 and seconds < 1.5
     codes = [p.wait(timeout=30) for p in waiting]
     assert codes == [1, 1, 1]
-    # The slots are free again when the hooks are gone, however they ended: this one waits (its 4 s
-    # deadline counts whole seconds, so it may end up to a second early) instead of refusing at once.
+    # The slots are free again when the hooks are gone, however they ended: this one waits (for its 4 s,
+    # polling every second) instead of refusing at once.
     again, seconds = timed(lambda: hook(app.cluster, "pve1", 104))
     assert again.returncode == 1 and 2.5 < seconds < 8
 
@@ -134,7 +134,7 @@ def test_gate_waits_only_for_the_on_boot_guests_and_only_so_long(appliance: Make
     quick, seconds = timed(lambda: node_script(app.cluster, "pve2", "gate"))
     assert (quick.returncode, quick.stderr, seconds < 1.5) == (0, "", True)
     slow, seconds = timed(lambda: node_script(app.cluster, "pve1", "gate"))
-    assert slow.returncode == 0 and 2 <= seconds < 8  # whole seconds of `date +%s`
+    assert slow.returncode == 0 and 2 <= seconds < 8  # it polls every 2 s
     assert slow.stderr == (f"linstor-coldstart: no answer from drbdstorage ({APPLIANCE_IP}) after 3s; starting "
                            "guests now, the retry timer starts the refused ones later\n")
     assert (app.cluster.root("pve1") / "run/linstor-coldstart/gate-expired").exists()
@@ -189,11 +189,10 @@ def test_retry_starts_what_was_refused_once_a_controller_answers(appliance: Make
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
-def test_node_scripts_pass_shellcheck(tmp_path: Path) -> None:
-    script = tmp_path / "linstor-coldstart"
-    script.write_text(render("image/templates/coldstart/linstor-coldstart.sh.j2"))
+@pytest.mark.parametrize("python", ["/usr/bin/python3", ""], ids=["zipapp", "package"])
+def test_the_hookscript_passes_shellcheck(tmp_path: Path, python: str) -> None:
     hook_file = tmp_path / "hook"
     hook_file.write_text(render("image/templates/coldstart/hook.sh.j2", snippet="var/lib/vz/snippets/h",
-                                script="usr/local/sbin/linstor-coldstart"))  # fmt: skip
-    result = subprocess.run(["shellcheck", "-s", "sh", str(script), str(hook_file)], capture_output=True, text=True)
+                                tool="usr/bin/linstor-appliance", python=python))  # fmt: skip
+    result = subprocess.run(["shellcheck", "-s", "sh", str(hook_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

@@ -124,6 +124,10 @@ class Api:
         """GET /health on the controllers in storage.cfg, from `node`."""
         return self._m.node_up(node) and self._m.controller_answers()
 
+    def device_up(self, node: str, resource: str) -> bool:
+        """/dev/drbd/by-res/<resource>/0 exists on the node."""
+        return resource in self._m.devices.get(node, set())
+
     def controller_vm_running(self) -> bool:
         return self._m.running_on(self._m.spec.controller_vmid) is not None
 

@@ -28,6 +28,8 @@ class VmSpec:
     ha: bool = False
     max_restart: int = 1
     max_relocate: int = 1
+    # The VM's configuration file as key/value pairs, for scripts that read it.
+    config: tuple[tuple[str, str], ...] = ()
 
     @property
     def sid(self) -> str:
@@ -56,6 +58,7 @@ class ClusterSpec:
     vms: tuple[VmSpec, ...]
     controller_vmid: int
     max_workers: int = 4
+    storage_cfg: str = ""  # /etc/pve/storage.cfg as it was, for scripts that read it
 
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
@@ -84,11 +87,13 @@ def spec_from_sim(cluster: SimCluster, controller_vmid: int) -> ClusterSpec:
                           hookscript=conf.values.get("hookscript"), onboot=conf.values.get("onboot") == "1",
                           order=order, ha=managed,
                           max_restart=int((cfg or {}).get("max_restart", 1)),
-                          max_relocate=int((cfg or {}).get("max_relocate", 1))))  # fmt: skip
+                          max_relocate=int((cfg or {}).get("max_relocate", 1)),
+                          config=tuple(conf.values.items())))  # fmt: skip
     nodes = tuple(_node_spec(cluster, node) for node in cluster.nodes)
     datacenter = (pve / "datacenter.cfg").read_text() if (pve / "datacenter.cfg").exists() else ""
     workers = next((int(line.split(":")[1]) for line in datacenter.splitlines() if line.startswith("max_workers:")), 4)
-    return ClusterSpec(nodes=nodes, vms=tuple(vms), controller_vmid=controller_vmid, max_workers=workers)
+    return ClusterSpec(nodes=nodes, vms=tuple(vms), controller_vmid=controller_vmid, max_workers=workers,
+                       storage_cfg=cluster.storage_cfg_text())
 
 
 def _drbd_res(path: str) -> str | None:
