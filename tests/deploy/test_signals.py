@@ -159,7 +159,6 @@ class Stop(BaseException):
 def test_signal_after_handover_rolls_back(cluster: SimCluster, image: FakeImage, appliance: Guest, tmp_path: Path,
                                           point: str, signum: signal.Signals) -> None:  # fmt: skip
     storage_cfg = cluster.storage_cfg()
-    before = host_files(cluster)
     # Steps 1 to 5 in this process (quicker); the rest by the command line tool, signalled at `point`.
     from builder.deploy.journal import Journal
 
@@ -174,6 +173,7 @@ def test_signal_after_handover_rolls_back(cluster: SimCluster, image: FakeImage,
         patch.setattr(Journal, "finish_step", stop_after_units)
         with pytest.raises(Stop):
             run_deploy(cluster, deploy_args(image.compressed, redundancy=1))
+    before = host_files(cluster)
     code, output = signalled(cluster, RESUME, point, signum, tmp_path)
     assert code == 1, output
     if signum != signal.SIGHUP:

@@ -118,6 +118,7 @@ def open_for_write(state: SimState, node: str, res: str, holder: str) -> None:
     if holder not in holders:
         holders.append(holder)
     state.write(DRBD_FILE, data)
+    _report_roles(state, data)
 
 
 def close(state: SimState, node: str, res: str, holder: str) -> None:
@@ -131,6 +132,19 @@ def close(state: SimState, node: str, res: str, holder: str) -> None:
     if not holders:
         entry["openers"].pop(node, None)
     state.write(DRBD_FILE, data)
+    _report_roles(state, data)
+
+
+def _report_roles(state: SimState, data: dict[str, Any]) -> None:
+    """Each satellite tells its controller where it is Primary (the resource's `state.in_use` in the REST API)."""
+    from . import satellite
+
+    in_use: dict[str, list[str]] = {}
+    for res, entry in data["resources"].items():
+        for node, holders in entry.get("openers", {}).items():
+            if holders:
+                in_use.setdefault(node, []).append(res)
+    satellite.report_in_use(state, in_use)
 
 
 def release_holder(state: SimState, holder: str, node: str | None = None) -> None:
