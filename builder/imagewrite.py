@@ -25,7 +25,7 @@ from typing import IO
 
 from builder import log, testpoint
 from builder.errors import die
-from builder.run import child_options, require
+from builder.run import child_process_group, require
 
 BLOCK = 4 * 2**20
 BLKGETSIZE64 = 0x80081272
@@ -72,7 +72,7 @@ def _source(image: Path) -> Iterator[IO[bytes]]:
             yield handle
         return
     process = subprocess.Popen([require("zstd"), "-dc", "--", str(image)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, **child_options())
+                               stderr=subprocess.PIPE, process_group=child_process_group())
     assert process.stdout is not None
     finished = False
     try:

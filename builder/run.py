@@ -41,9 +41,9 @@ def own_process_group(enabled: bool) -> None:
     _children["own_group"] = enabled
 
 
-def child_options() -> dict[str, int]:
-    """Extra subprocess arguments for every child process (see own_process_group)."""
-    return {"process_group": 0} if _children["own_group"] else {}
+def child_process_group() -> int | None:
+    """The process_group argument for every child process (see own_process_group)."""
+    return 0 if _children["own_group"] else None
 
 
 def require(tool: str) -> str:
@@ -93,7 +93,7 @@ def run(
             env=full_env,
             cwd=cwd,
             timeout=timeout,
-            **child_options(),
+            process_group=child_process_group(),
         )
     except subprocess.TimeoutExpired:
         die(f"'{shlex.join(args)}' did not finish within {timeout:.0f}s", hint=hint)

@@ -16,7 +16,7 @@ import shlex
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from builder import log
 from builder.deploy import controller, storagecfg
@@ -94,18 +94,18 @@ class Preflight:
             facts = None
         return self.found, facts if not self.found.problems else None
 
-    def _check(self, check: Callable[..., T], *args: Any, default: T) -> T:
+    def _check(self, check: Callable[..., T], *args: Any, default: Any) -> T:
         """One check; if it cannot even ask (a command or a read fails), that is a problem like any other and the
         remaining checks still run, so the report lists everything at once."""
         try:
             return check(*args)
         except ApplianceError as error:
             self.add(error.message, error.hint or "see the message")
-            return default
+            return cast(T, default)
         except Exception as error:  # noqa: BLE001 - e.g. a command's output that does not parse
             self.add(f"a check stopped on an unexpected {type(error).__name__}: {error}",
                      hint="run the deploy with --debug and report it")
-            return default
+            return cast(T, default)
 
     def _run(self) -> Facts | None:
         o = self.o

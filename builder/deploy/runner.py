@@ -49,6 +49,7 @@ def _run(options: Options, directory: Directory | None, explicit: Iterable[str])
         # A rollback asked for runs to its end: signals are only noted (see signals).
         with signals.deferred() as received, journals.exclusive(options.state_dir, vmid):
             _learn_local_node(ctx)
+            release_device(ctx)  # what a killed deploy left mounted
             _rollback(ctx)
         _report_rollback(ctx, received)
         return 0
