@@ -102,7 +102,24 @@ def devices_on(state: SimState, node: str) -> list[str]:
 
 def primaries(state: SimState, res: str) -> list[str]:
     entry = _load(state)["resources"].get(res, {})
-    return sorted(node for node, holders in entry.get("openers", {}).items() if holders)
+    held = {node for node, holders in entry.get("openers", {}).items() if holders}
+    return sorted(held | loop_holders(state, res))
+
+
+def loop_holders(state: SimState, res: str) -> set[str]:
+    """Nodes whose device is attached to a writable loop device (a real one, from the kernel's list): a loop
+    device keeps the DRBD device open, so the node stays Primary until it is detached."""
+    nodes = {os.path.realpath(node_device(state, node, res)): node for node in state.node_names()}
+    found = set()
+    for loop in Path("/sys/block").glob("loop*"):
+        try:
+            backing = (loop / "loop/backing_file").read_text().strip()
+            read_only = (loop / "ro").read_text().strip() == "1"
+        except OSError:
+            continue
+        if backing in nodes and not read_only:
+            found.add(nodes[backing])
+    return found
 
 
 def open_for_write(state: SimState, node: str, res: str, holder: str) -> None:
