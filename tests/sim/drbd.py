@@ -54,13 +54,13 @@ def define(state: SimState, res: str, size_kib: int, allow_two_primaries: bool =
     with open(backing, "ab") as handle:
         if handle.tell() < entry["size_kib"] * 1024:
             handle.truncate(entry["size_kib"] * 1024)
-    state.write(DRBD_FILE, data)
+    _save(state, data)
 
 
 def forget(state: SimState, res: str) -> None:
     data = _load(state)
     data["resources"].pop(res, None)
-    state.write(DRBD_FILE, data)
+    _save(state, data)
     for node in state.node_names():
         down(state, node, res)
     state.drbd_backing(res).unlink(missing_ok=True)
@@ -86,7 +86,7 @@ def down(state: SimState, node: str, res: str) -> None:
     data = _load(state)
     entry = data["resources"].get(res)
     if entry and entry["openers"].pop(node, None) is not None:
-        state.write(DRBD_FILE, data)
+        _save(state, data)
 
 
 def is_up(state: SimState, node: str, res: str) -> bool:
@@ -134,8 +134,7 @@ def open_for_write(state: SimState, node: str, res: str, holder: str) -> None:
     holders = entry["openers"].setdefault(node, [])
     if holder not in holders:
         holders.append(holder)
-    state.write(DRBD_FILE, data)
-    _report_roles(state, data)
+    _save(state, data)
 
 
 def close(state: SimState, node: str, res: str, holder: str) -> None:
@@ -148,6 +147,10 @@ def close(state: SimState, node: str, res: str, holder: str) -> None:
         holders.remove(holder)
     if not holders:
         entry["openers"].pop(node, None)
+    _save(state, data)
+
+
+def _save(state: SimState, data: dict[str, Any]) -> None:
     state.write(DRBD_FILE, data)
     _report_roles(state, data)
 
@@ -174,7 +177,7 @@ def release_holder(state: SimState, holder: str, node: str | None = None) -> Non
             entry["openers"][n] = [h for h in entry["openers"][n] if h != holder]
             if not entry["openers"][n]:
                 del entry["openers"][n]
-    state.write(DRBD_FILE, data)
+    _save(state, data)
 
 
 def drop_node(state: SimState, node: str) -> None:
@@ -184,7 +187,7 @@ def drop_node(state: SimState, node: str) -> None:
     data = _load(state)
     for entry in data["resources"].values():
         entry["openers"].pop(node, None)
-    state.write(DRBD_FILE, data)
+    _save(state, data)
 
 
 @contextlib.contextmanager
