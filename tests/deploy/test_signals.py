@@ -23,7 +23,7 @@ from sim.scenario import linstor_package_version
 
 from builder.deploy import controller
 from builder.testpoint import ENV as PAUSE_ENV
-from deploy.expect import assert_deployed, assert_rolled_back, journal
+from deploy.expect import assert_backup_matches_host, assert_deployed, assert_rolled_back, journal
 from deploy.fakeimage import FakeImage
 from deploy.harness import PROJECT, Guest, SimDirectory, deploy_args, host_files, run_deploy, sim_env
 
@@ -199,7 +199,6 @@ def test_signals_during_the_rollback_do_not_cut_it_short(cluster: SimCluster,
     and the rollback still completes."""
     liar = fake_images("1.20.0", dpkg_version="1.20.1-1")
     storage_cfg = cluster.storage_cfg()
-    before = host_files(cluster)
     process, marker = start(cluster, deploy_args(liar.raw, "--wait-timeout", "2", redundancy=1), "rollback", tmp_path)
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         process.send_signal(signum)
@@ -210,5 +209,7 @@ def test_signals_during_the_rollback_do_not_cut_it_short(cluster: SimCluster,
     assert code == 1, text
     assert "step 9 (Verify the controller in the VM) failed" in text and "rolled back:" in text, text
     assert "(ignored SIGINT, SIGHUP, SIGTERM while rolling back)" in text, text
-    assert_rolled_back(cluster, before, storage_cfg)
+    # The host's files are those of the backup taken at step 6, byte for byte.
+    assert_rolled_back(cluster, host_files(cluster), storage_cfg)
+    assert_backup_matches_host(cluster)
     assert_nothing_held(cluster)
