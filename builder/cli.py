@@ -55,9 +55,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.debug:
             raise
         # One line: what is wrong, then what to do about it.
-        print(f"error: {error}", file=sys.stderr)
+        log.write(sys.stderr, f"error: {error}")
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        if args.debug:
+            raise
+        log.write(sys.stderr, f"error: interrupted{f' by {error}' if str(error) else ''}")
         sys.exit(130)
+    except Exception as error:
+        if args.debug:
+            raise
+        # Not foreseen by the code (a parse error, a library's own exception): still one line, and the way to more.
+        log.write(sys.stderr, f"error: unexpected {type(error).__name__}: {error}; run the command again with "
+                              "--debug to see where it happened, and report it")  # fmt: skip
+        sys.exit(1)
     sys.exit(code)

@@ -45,6 +45,11 @@ DEFAULT_MIRRORS: dict[Distribution, str] = {
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "linstor-appliance"
 
 HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# An upstream version with an optional Debian revision: 1.34.0, 1.34.0-1 (apt pins it as a prefix).
+LINSTOR_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9][0-9A-Za-z.+~]*)?$")
+# Olson names: UTC, Europe/Vienna, America/Argentina/Buenos_Aires, Etc/GMT+1.
+TIMEZONE_RE = re.compile(r"^[A-Z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+){0,2}$")
+ZONEINFO = Path("/usr/share/zoneinfo")
 SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$", re.IGNORECASE)
 SSH_KEY_RE = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+"
@@ -130,6 +135,24 @@ def parse_linstor_source(value: Any) -> LinstorSource:
     if text.startswith("local:"):
         return LinstorSource("local", Path(text.removeprefix("local:")).expanduser().absolute())
     die(f"unknown LINSTOR package source '{text}'", hint="use 'linbit' or 'local:DIR' with a folder of .deb files")
+
+
+def parse_linstor_version(value: Any) -> str:
+    text = str(value).strip()
+    if not LINSTOR_VERSION_RE.match(text):
+        die(f"invalid LINSTOR version '{text}'",
+            hint="give the satellites' version as 'dpkg-query -W linstor-satellite' shows it, e.g. 1.34.0 or 1.34.0-1")
+    return text
+
+
+def parse_timezone(value: Any) -> str:
+    text = str(value).strip()
+    # The build host's tzdata has the same zone names as the image's; without it the pattern has to do.
+    known = (ZONEINFO / text).is_file() if ZONEINFO.is_dir() else True
+    if not TIMEZONE_RE.match(text) or not known:
+        die(f"unknown time zone '{text}'",
+            hint="use a zone name such as UTC or Europe/Vienna ('timedatectl list-timezones' lists them)")
+    return text
 
 
 def parse_hostname(value: Any) -> str:
@@ -259,8 +282,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("release", parse_text, "distribution release (noble for ubuntu, trixie for debian)", "RELEASE"),
     Setting("mirror", parse_text, "distribution mirror URL", "URL"),
     Setting("linstor_source", parse_linstor_source, "'linbit' (LINBIT's public repository) or 'local:DIR'", "SRC"),
-    Setting("linstor_version", parse_text, "pin linstor-controller to this version (must match the satellites)",
-            "VERSION"),
+    Setting("linstor_version", parse_linstor_version,
+            "pin linstor-controller to this version (must match the satellites)", "VERSION"),
     Setting("linbit_keyring", parse_path, "LINBIT's repository signing key (ASCII-armoured), if already verified",
             "FILE"),
     Setting("hostname", parse_hostname, "host name of the appliance", "NAME"),
@@ -275,7 +298,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dns", parse_dns, "DNS servers, comma-separated", "IP,..."),
     Setting("search_domains", parse_list, "DNS search domains, comma-separated", "DOMAIN,..."),
     Setting("disk_size", parse_size, "size of the VM disk the image is for (default 2G)", "SIZE"),
-    Setting("timezone", parse_text, "time zone (default UTC)", "TZ"),
+    Setting("timezone", parse_timezone, "time zone (default UTC)", "TZ"),
     Setting("locale", parse_text, "locale (default C.UTF-8)", "LOCALE"),
     Setting("keymap", parse_text, "console keymap (default us)", "KEYMAP"),
     Setting("backup_keep", parse_keep, "how many daily database backups the appliance keeps (default 7)", "N"),

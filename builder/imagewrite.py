@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from builder import log
+from builder import log, testpoint
 from builder.errors import die
-from builder.run import require
+from builder.run import child_process_group, require
 
 BLOCK = 4 * 2**20
 BLKGETSIZE64 = 0x80081272
@@ -72,7 +72,7 @@ def _source(image: Path) -> Iterator[IO[bytes]]:
             yield handle
         return
     process = subprocess.Popen([require("zstd"), "-dc", "--", str(image)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE, process_group=child_process_group())
     assert process.stdout is not None
     finished = False
     try:
@@ -145,6 +145,8 @@ def write_image(image: Path, target: Path, *, label: str = "Writing image") -> W
                     data_bytes += len(chunk)
                 offset += len(chunk)
                 progress.update(offset)
+                if offset * 2 >= size:
+                    testpoint.reached("mid-write")
         os.fsync(fd)
     finally:
         os.close(fd)

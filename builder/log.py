@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TextIO
 
 _state = {"verbose": False, "depth": 0}
 
@@ -20,7 +22,25 @@ def is_verbose() -> bool:
 
 
 def _emit(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    write(sys.stderr, text)
+
+
+def write(stream: TextIO, text: str) -> None:
+    """A line to a terminal that may be gone: after a dropped SSH session writes fail (EIO, EPIPE), and the work
+    in progress (a rollback) must go on; the deploy journal stays the record."""
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError):
+        _to_devnull(stream)
+
+
+def _to_devnull(stream: TextIO) -> None:
+    """Point a dead stream at /dev/null, so what is still buffered (and the flush at exit) no longer fails."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+        stream.flush()
 
 
 def info(message: str) -> None:
@@ -66,8 +86,11 @@ class Progress:
             width = 30
             filled = int(width * fraction)
             bar = "#" * filled + "-" * (width - filled)
-            sys.stderr.write(f"\r  {self.label} [{bar}] {fraction * 100:5.1f}% {self._describe()}")
-            sys.stderr.flush()
+            try:
+                sys.stderr.write(f"\r  {self.label} [{bar}] {fraction * 100:5.1f}% {self._describe()}")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                _to_devnull(sys.stderr)
             return
         decile = int(fraction * 10)
         if decile != self._last_decile:
@@ -80,8 +103,7 @@ class Progress:
     def finish(self) -> None:
         self.update(self.total)
         if sys.stderr.isatty():
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+            write(sys.stderr, "")
 
     def _describe(self) -> str:
         if self.unit == "B":

@@ -32,6 +32,20 @@ PROVIDERS: dict[str, str] = {
 }
 
 
+# While a deploy runs, its commands get a process group of their own: a dropped SSH session or Ctrl-C signals
+# the deploy's group, and the deploy decides (stop cleanly or roll back) instead of its commands dying halfway.
+_children = {"own_group": False}
+
+
+def own_process_group(enabled: bool) -> None:
+    _children["own_group"] = enabled
+
+
+def child_process_group() -> int | None:
+    """The process_group argument for every child process (see own_process_group)."""
+    return 0 if _children["own_group"] else None
+
+
 def require(tool: str) -> str:
     """Return the tool's path or fail with a line that says which package to install."""
     found = shutil.which(tool) or next(
@@ -79,6 +93,7 @@ def run(
             env=full_env,
             cwd=cwd,
             timeout=timeout,
+            process_group=child_process_group(),
         )
     except subprocess.TimeoutExpired:
         die(f"'{shlex.join(args)}' did not finish within {timeout:.0f}s", hint=hint)

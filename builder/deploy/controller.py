@@ -28,6 +28,7 @@ PROP_VMID = "Aux/linstor-appliance/vmid"
 QUORUM_PROPS = {"DrbdOptions/Resource/on-no-quorum": "suspend-io"}
 # Live migration of the VM needs both nodes Primary for a moment, as the plugin allows on its volumes.
 MIGRATION_PROPS = {"DrbdOptions/Net/allow-two-primaries": "yes"}
+SINGLE_PRIMARY_PROPS = {"DrbdOptions/Net/allow-two-primaries": "no"}
 SATELLITE_TYPES = ("SATELLITE", "COMBINED")
 
 
@@ -120,6 +121,12 @@ class Controller:
         resources = self._call(self.lin.resource_list_raise, filter_by_resources=[name]).resources
         return [Placement(str(r.node_name), "DISKLESS" in [str(f).upper() for f in r.flags])
                 for r in resources if str(r.name).casefold() == name.casefold()]  # fmt: skip
+
+    def in_use(self, name: str) -> dict[str, bool | None]:
+        """Per node with the resource: whether its satellite reports it in use (DRBD Primary); None if unknown."""
+        states = self._call(self.lin.resource_list_raise, filter_by_resources=[name]).resource_states
+        return {str(s.node_name): (None if s.in_use is None else bool(s.in_use))
+                for s in states if str(s.rsc_name).casefold() == name.casefold()}  # fmt: skip
 
     def spawn(self, group: str, name: str, size_kib: int, place_count: int, props: dict[str, str]) -> None:
         replies = self.lin.resource_group_spawn(group, name, [size_kib], place_count=place_count,

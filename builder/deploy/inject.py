@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import diskimage
+from builder import diskimage, testpoint
 from builder.run import run
 
 
@@ -66,6 +66,7 @@ def write(device: Path, files: list[File]) -> None:
             os.chown(tmp, 0, 0)
             tmp.chmod(item.mode)
             os.replace(tmp, target)
+            testpoint.reached("mid-inject")
         os.sync()
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from builder.deploy import signals
 from builder.errors import die
 
 FORMAT = 1
@@ -120,6 +121,11 @@ class Journal:
         self.save()
 
     def save(self) -> None:
+        # A signal (see signals) waits until the journal is whole on disk, so a stop never leaves a temporary file.
+        with signals.held():
+            self._save()
+
+    def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         with open(tmp, "w") as handle:

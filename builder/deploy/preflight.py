@@ -14,8 +14,9 @@ import os
 import re
 import shlex
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from builder import log
 from builder.deploy import controller, storagecfg
@@ -32,6 +33,7 @@ from builder.errors import ApplianceError
 from builder.imagewrite import image_size
 from builder.manifest import MANIFEST_NAME, load, read_sums, sha256
 
+T = TypeVar("T")
 H2_URL = re.compile(r"^jdbc:h2:(?P<path>/[^;]+)")
 DEFAULT_RESOURCE_GROUP = "drbdgrp"
 
@@ -86,49 +88,66 @@ class Preflight:
     def run(self) -> tuple[Findings, Facts | None]:
         try:
             facts = self._run()
-        except ApplianceError as error:
-            # A check that could not even ask is a problem like any other; the rest are still reported.
-            self.add(error.message, error.hint or "see the message")
+        except Exception as error:  # noqa: BLE001 - whatever stopped the checks is reported with what they found
+            message = error.message if isinstance(error, ApplianceError) else f"{type(error).__name__}: {error}"
+            self.add(message, (error.hint if isinstance(error, ApplianceError) else None) or "see the message")
             facts = None
         return self.found, facts if not self.found.problems else None
+
+    def _check(self, check: Callable[..., T], *args: Any, default: Any) -> T:
+        """One check; if it cannot even ask (a command or a read fails), that is a problem like any other and the
+        remaining checks still run, so the report lists everything at once."""
+        try:
+            return check(*args)
+        except ApplianceError as error:
+            self.add(error.message, error.hint or "see the message")
+            return cast(T, default)
+        except Exception as error:  # noqa: BLE001 - e.g. a command's output that does not parse
+            self.add(f"a check stopped on an unexpected {type(error).__name__}: {error}",
+                     hint="run the deploy with --debug and report it")
+            return cast(T, default)
 
     def _run(self) -> Facts | None:
         o = self.o
         if os.geteuid() != 0:
             self.add("linstor-appliance deploy must run as root", hint="run it with sudo or as root")
-        image = self._image()
-        pve_version = self.pve.pve_version()
+        image = self._check(self._image, default=None)
+        pve_version = self._check(self.pve.pve_version, default="")
         if pve_version is None:
             self.add("this is not a Proxmox VE node (pveversion does not answer)",
                      hint="run the deploy on the Proxmox VE node that runs the LINSTOR controller")
             return None
-        status = self._cluster()
-        if status is None:
-            return None
-        local = Node(status.local.name, status.local.ip, local=True)
-        self.pve.local = local
-        nodes = [local] + [Node(n.name, n.ip) for n in status.nodes if not n.local]
-        self.pve.remember(nodes)
-        offline = [n.name for n in status.nodes if not n.online]
+        status = self._check(self._cluster, default=None)
+        local = self.pve.local
+        nodes: list[Node] = []
+        offline: list[str] = []
+        if status is not None:
+            local = Node(status.local.name, status.local.ip, local=True)
+            self.pve.local = local
+            nodes = [local] + [Node(n.name, n.ip) for n in status.nodes if not n.local]
+            self.pve.remember(nodes)
+            offline = [n.name for n in status.nodes if not n.online]
         for name in offline:
             self.add(f"node {name} is offline", hint="start it: every node must bring the VM disk up at boot")
-        entry, drbd_entries = self._storage()
-        plugin = self._plugin()
-        node_facts = self._nodes([n for n in nodes if n.name not in offline])
-        host = self._host_controller(local)
-        linstor_version = self._versions(host, node_facts, image)
+        entry, drbd_entries = self._check(self._storage, default=(None, []))
+        plugin = self._check(self._plugin, default=None)
+        node_facts = self._check(self._nodes, [n for n in nodes if n.name not in offline], default=[])
+        host = self._check(self._host_controller, local, default=None)
+        linstor_version = self._check(self._versions, host, node_facts, image, default=None)
         if host is not None and host.nodes is not None:
-            self._satellites(host.nodes, status)
-            self._linstor_names(host)
+            if status is not None:
+                self._check(self._satellites, host.nodes, status, default=None)
+            self._check(self._linstor_names, host, default=None)
             usable = sum(1 for n in host.nodes if n.type in controller.SATELLITE_TYPES)
             if o.redundancy > usable:
                 self.add(f"--redundancy {o.redundancy} needs {o.redundancy} LINSTOR satellites, the cluster has "
                          f"{usable}", hint=f"use --redundancy {usable} or add nodes")  # fmt: skip
-        self._vmid()
-        self._address(status)
-        self._bridge(nodes, offline)
-        self._backup_storage()
-        if self.found.problems or None in (image, entry, plugin, host, linstor_version):
+        self._check(self._vmid, default=None)
+        if status is not None:
+            self._check(self._address, status, default=None)
+            self._check(self._bridge, nodes, offline, default=None)
+        self._check(self._backup_storage, default=None)
+        if self.found.problems or status is None or None in (image, entry, plugin, host, linstor_version):
             return None
         assert image is not None and entry is not None and plugin is not None and host is not None
         assert o.address is not None and linstor_version is not None
@@ -257,7 +276,11 @@ class Preflight:
                      hint="run the deploy on the node that runs the LINSTOR controller")
             return None
         toml = toml_path.read_text()
-        listen, http_port, https_port = controller.http_settings(toml)
+        try:
+            listen, http_port, https_port = controller.http_settings(toml)
+        except ApplianceError as error:
+            self.add(error.message, error.hint or "fix /etc/linstor/linstor.toml")
+            return None
         db_base = self._database(toml)
         endpoint = controller.host_endpoint(o.root)
         host = _Host(endpoint, toml, http_port, https_port, db_base or "/var/lib/linstor/linstordb")

@@ -32,10 +32,13 @@ def run(ctx: Context) -> list[str]:
         try:
             with log.step(f"Undo: {step.title}"):
                 lines = step.undo(ctx, journal.record(step.key))
-        except ApplianceError as error:
+        except Exception as error:
+            # Also an error nobody foresaw (not an ApplianceError): the journal must say the rollback stopped.
+            message = error.message if isinstance(error, ApplianceError) else f"{type(error).__name__}: {error}"
+            hint = error.hint if isinstance(error, ApplianceError) else None
             journal.set_status("rollback-failed", error=str(error), failed_undo=step.key)
-            die(f"rolling back '{step.title}' failed: {error.message}",
-                hint=(error.hint + "; " if error.hint else "") + "then run "
+            die(f"rolling back '{step.title}' failed: {message}",
+                hint=(hint + "; " if hint else "") + "then run "
                      f"'linstor-appliance deploy --vmid {ctx.options.vmid} --rollback' again")  # fmt: skip
         for line in lines:
             log.info(line)

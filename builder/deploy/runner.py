@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 
-from builder import log
+from builder import log, testpoint
+from builder import run as commands
+from builder.deploy import inject, plan, preflight, rollback, signals, vmdatabase
 from builder.deploy import journal as journals
-from builder.deploy import plan, preflight, rollback, vmdatabase
 from builder.deploy.context import Context
 from builder.deploy.controller import Directory
 from builder.deploy.journal import Journal
@@ -20,6 +22,16 @@ from builder.errors import ApplianceError, die
 
 
 def run(options: Options, directory: Directory | None = None, explicit: Iterable[str] = ()) -> int:
+    """The deploy, with SIGHUP, SIGTERM and SIGINT turned into a stop the failure path handles (see signals)."""
+    commands.own_process_group(True)
+    try:
+        with signals.interruptible():
+            return _run(options, directory, explicit)
+    finally:
+        commands.own_process_group(False)
+
+
+def _run(options: Options, directory: Directory | None, explicit: Iterable[str]) -> int:
     directory = directory or Directory()
     transport = Transport(options.root, options.ssh_options)
     pve = Pve(transport, Node("localhost", "localhost", local=True))
@@ -35,10 +47,12 @@ def run(options: Options, directory: Directory | None = None, explicit: Iterable
             return 0
         recorded_options = Options.from_json(recorded.options, options.root)
         ctx = Context(merge_with_journal(options, recorded_options, set()), pve, transport, directory, recorded)
-        _learn_local_node(ctx)
-        with journals.exclusive(options.state_dir, vmid):
-            rollback.run(ctx)
-        _report_rollback(ctx)
+        # A rollback asked for runs to its end: signals are only noted (see signals).
+        with signals.deferred() as received, journals.exclusive(options.state_dir, vmid):
+            _learn_local_node(ctx)
+            release_device(ctx)  # what a killed deploy left mounted
+            _rollback(ctx)
+        _report_rollback(ctx, received)
         return 0
 
     if options.mode is Mode.resume:
@@ -106,41 +120,80 @@ def _learn_local_node(ctx: Context) -> None:
 def execute(ctx: Context, steps: list[Step]) -> None:
     total = len(steps)
     for number, step in enumerate(steps, 1):
-        with log.step(f"Step {number}/{total}: {step.title}"):
-            if ctx.j.state(step.key) == "done" and step.still_done(ctx):
-                log.info("already done")
-                continue
-            ctx.j.start_step(step.key)
-            try:
+        # A signal may arrive anywhere in here, the journal's own writes included (they are whole: see Journal.save).
+        try:
+            with log.step(f"Step {number}/{total}: {step.title}"):
+                if ctx.j.state(step.key) == "done" and step.still_done(ctx):
+                    log.info("already done")
+                    continue
+                ctx.j.start_step(step.key)
                 record = step.apply(ctx)
-            except (Exception, KeyboardInterrupt) as error:
-                failed(ctx, number, step, error)
-            ctx.j.finish_step(step.key, record)
+                ctx.j.finish_step(step.key, record)
+            testpoint.reached(f"after-{step.key}")
+        except (Exception, KeyboardInterrupt) as error:
+            failed(ctx, number, step, error)
     ctx.j.set_status("completed")
 
 
 def failed(ctx: Context, number: int, step: Step, error: BaseException) -> None:
+    # From here to the end, signals no longer stop anything: the journal, the cleanup and a rollback run to the end.
+    with signals.deferred() as received:
+        _failed(ctx, number, step, error, received)
+
+
+def _failed(ctx: Context, number: int, step: Step, error: BaseException, received: list[str]) -> None:
     if isinstance(error, ApplianceError):
         message, hint = error.message, error.hint
+    elif isinstance(error, signals.Interrupted):
+        message, hint = f"interrupted by {error.name}", None
     elif isinstance(error, KeyboardInterrupt):
         message, hint = "interrupted", None
     else:
         message, hint = f"{type(error).__name__}: {error}", None
+    verb = "was" if isinstance(error, KeyboardInterrupt) else "failed:"
+    what = f"step {number} ({step.title}) {verb} {message}"
     ctx.j.set_status("failed", error=message, failed_step=step.key)
-    what = f"step {number} ({step.title}) failed: {message}"
+    release_device(ctx)
     if not ctx.j.touched("handover"):
         die(what, hint=(f"{hint}; then " if hint else "") + f"continue with 'linstor-appliance deploy --vmid "
             f"{ctx.options.vmid} --resume', or undo with --rollback")  # fmt: skip
     log.warn(what)
     log.warn("the controller on this node is stopped, so the deploy rolls back now")
+    testpoint.reached("rollback")
     try:
-        rollback.run(ctx)
+        _rollback(ctx)
     except ApplianceError as rollback_error:
         die(f"{what}; the rollback failed too: {rollback_error.message}", hint=rollback_error.hint)
-    _report_rollback(ctx)
+    _report_rollback(ctx, received)
     which = "the database taken out of the VM" if ctx.j.fact("vm_database") else "its own database"
     die(f"{what}; rolled back: the LINSTOR controller on this node runs again on {which}",
         hint=(f"{hint}; " if hint else "") + "the VM and its disk were kept for inspection (see above)")
+
+
+def release_device(ctx: Context) -> None:
+    """Loop devices and mounts of the VM disk that a stopped step left (it also ends this node's auto-promoted
+    DRBD Primary role, which lasts as long as something holds the device open)."""
+    device = ctx.options.host_path(ctx.options.device)
+    try:
+        released = inject.release_stale(device)
+    except Exception as error:  # noqa: BLE001 - a cleanup that fails must not hide the failure being handled
+        log.warn(f"could not check {ctx.options.device} for loop devices: {error}")
+        return
+    if released:
+        log.info(f"released {', '.join(released)} (attached to {ctx.options.device})")
+
+
+def _rollback(ctx: Context) -> None:
+    """rollback.run, with any error the undo steps did not foresee recorded in the journal as well."""
+    try:
+        rollback.run(ctx)
+    except ApplianceError:
+        raise
+    except Exception as error:
+        ctx.j.set_status("rollback-failed", error=f"{type(error).__name__}: {error}")
+        die(f"the rollback stopped on an unexpected error: {type(error).__name__}: {error}",
+            hint=f"run 'linstor-appliance --debug deploy --vmid {ctx.options.vmid} --rollback' to see where, and "
+                 "report it")  # fmt: skip
 
 
 def report(ctx: Context, steps: list[Step]) -> None:
@@ -158,10 +211,12 @@ def report(ctx: Context, steps: list[Step]) -> None:
     # helper is a separate, reversible change to every node, so it is offered rather than done here.
     lines.append("Next, on every node: linstor-appliance coldstart install (guests on DRBD storage then wait for "
                  "this controller after a cluster-wide outage; see docs/coldstart.md)")
-    print("\n".join(lines), flush=True)
+    log.write(sys.stdout, "\n".join(lines))
 
 
-def _report_rollback(ctx: Context) -> None:
+def _report_rollback(ctx: Context, received: list[str] | None = None) -> None:
     lines = ["Rolled back. Kept for inspection, and how to remove it:"]
     lines += [f"  - {line}" for line in rollback.leftovers(ctx)]
-    print("\n".join(lines), flush=True)
+    if received:
+        lines.append(f"(ignored {', '.join(received)} while rolling back)")
+    log.write(sys.stdout, "\n".join(lines))

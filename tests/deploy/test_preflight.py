@@ -162,6 +162,37 @@ def test_linstor_resource_name_taken(here: SimCluster, image133: FakeImage,
     assert "a LINSTOR resource linstor-appliance-101 already exists and was not made by this deploy" in problems
 
 
+def test_a_failing_cluster_status_read_does_not_hide_other_problems(
+        here: SimCluster, image133: FakeImage, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:  # fmt: skip
+    """pvesh cannot read the cluster status (pmxcfs is not answering), and the backup storage does not exist:
+    both are reported."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pvesh").write_text('#!/bin/sh\ncase "$*" in *"get /cluster/status"*) echo "ipcc_send_rec[1] failed: '
+                                   'Connection refused" >&2; exit 111;; esac\n'
+                                   f'exec {here.state.bin}/pvesh "$@"\n')  # fmt: skip
+    (bin_dir / "pvesh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    problems = refused(here, deploy_args(image133.raw, "--backup-storage", "nosuch"), capsys)
+    assert "'pvesh get /cluster/status --output-format json' failed with exit code 111: ipcc_send_rec[1] failed: " \
+           "Connection refused" in problems, problems
+    assert "backup storage 'nosuch' does not exist" in problems, problems
+
+
+def test_a_failing_http_settings_read_does_not_hide_other_problems(
+        here: SimCluster, image133: FakeImage, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    toml = here.root("pve1") / "etc/linstor/linstor.toml"
+    original = toml.read_text()
+    toml.write_text(original + "\n[http\n")
+    try:
+        problems = refused(here, deploy_args(image133.raw, "--backup-storage", "nosuch"), capsys)
+    finally:
+        toml.write_text(original)
+    assert "linstor.toml is not valid TOML" in problems, problems
+    assert "backup storage 'nosuch' does not exist" in problems, problems
+
+
 # Problems that need a cluster of their own.
 SCENARIOS = {
     "not-quorate": ({"no_quorum_nodes": ("pve1",)}, "the Proxmox VE cluster is not quorate"),

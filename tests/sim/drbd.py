@@ -54,13 +54,13 @@ def define(state: SimState, res: str, size_kib: int, allow_two_primaries: bool =
     with open(backing, "ab") as handle:
         if handle.tell() < entry["size_kib"] * 1024:
             handle.truncate(entry["size_kib"] * 1024)
-    state.write(DRBD_FILE, data)
+    _save(state, data)
 
 
 def forget(state: SimState, res: str) -> None:
     data = _load(state)
     data["resources"].pop(res, None)
-    state.write(DRBD_FILE, data)
+    _save(state, data)
     for node in state.node_names():
         down(state, node, res)
     state.drbd_backing(res).unlink(missing_ok=True)
@@ -86,7 +86,7 @@ def down(state: SimState, node: str, res: str) -> None:
     data = _load(state)
     entry = data["resources"].get(res)
     if entry and entry["openers"].pop(node, None) is not None:
-        state.write(DRBD_FILE, data)
+        _save(state, data)
 
 
 def is_up(state: SimState, node: str, res: str) -> bool:
@@ -102,7 +102,24 @@ def devices_on(state: SimState, node: str) -> list[str]:
 
 def primaries(state: SimState, res: str) -> list[str]:
     entry = _load(state)["resources"].get(res, {})
-    return sorted(node for node, holders in entry.get("openers", {}).items() if holders)
+    held = {node for node, holders in entry.get("openers", {}).items() if holders}
+    return sorted(held | loop_holders(state, res))
+
+
+def loop_holders(state: SimState, res: str) -> set[str]:
+    """Nodes whose device is attached to a writable loop device (a real one, from the kernel's list): a loop
+    device keeps the DRBD device open, so the node stays Primary until it is detached."""
+    nodes = {os.path.realpath(node_device(state, node, res)): node for node in state.node_names()}
+    found = set()
+    for loop in Path("/sys/block").glob("loop*"):
+        try:
+            backing = (loop / "loop/backing_file").read_text().strip()
+            read_only = (loop / "ro").read_text().strip() == "1"
+        except OSError:
+            continue
+        if backing in nodes and not read_only:
+            found.add(nodes[backing])
+    return found
 
 
 def open_for_write(state: SimState, node: str, res: str, holder: str) -> None:
@@ -117,7 +134,7 @@ def open_for_write(state: SimState, node: str, res: str, holder: str) -> None:
     holders = entry["openers"].setdefault(node, [])
     if holder not in holders:
         holders.append(holder)
-    state.write(DRBD_FILE, data)
+    _save(state, data)
 
 
 def close(state: SimState, node: str, res: str, holder: str) -> None:
@@ -130,7 +147,24 @@ def close(state: SimState, node: str, res: str, holder: str) -> None:
         holders.remove(holder)
     if not holders:
         entry["openers"].pop(node, None)
+    _save(state, data)
+
+
+def _save(state: SimState, data: dict[str, Any]) -> None:
     state.write(DRBD_FILE, data)
+    _report_roles(state, data)
+
+
+def _report_roles(state: SimState, data: dict[str, Any]) -> None:
+    """Each satellite tells its controller where it is Primary (the resource's `state.in_use` in the REST API)."""
+    from . import satellite
+
+    in_use: dict[str, list[str]] = {}
+    for res, entry in data["resources"].items():
+        for node, holders in entry.get("openers", {}).items():
+            if holders:
+                in_use.setdefault(node, []).append(res)
+    satellite.report_in_use(state, in_use)
 
 
 def release_holder(state: SimState, holder: str, node: str | None = None) -> None:
@@ -143,7 +177,7 @@ def release_holder(state: SimState, holder: str, node: str | None = None) -> Non
             entry["openers"][n] = [h for h in entry["openers"][n] if h != holder]
             if not entry["openers"][n]:
                 del entry["openers"][n]
-    state.write(DRBD_FILE, data)
+    _save(state, data)
 
 
 def drop_node(state: SimState, node: str) -> None:
@@ -153,7 +187,7 @@ def drop_node(state: SimState, node: str) -> None:
     data = _load(state)
     for entry in data["resources"].values():
         entry["openers"].pop(node, None)
-    state.write(DRBD_FILE, data)
+    _save(state, data)
 
 
 @contextlib.contextmanager

@@ -108,6 +108,13 @@ def refresh(state: SimState) -> None:
                         break
 
 
+def report_in_use(state: SimState, in_use: dict[str, list[str]]) -> None:
+    """Where each node holds a resource Primary, for the controllers' resource list (`state.in_use`)."""
+    with _cluster_state_locked(controller.cluster_state_path(state)) as data:
+        for node, entry in data["satellites"].items():
+            entry["in_use"] = sorted(in_use.get(node, []))
+
+
 def _follows_running(entry: dict[str, Any], running: list[dict[str, Any]]) -> bool:
     return any(entry.get("controller") and entry.get("controller") == c.get("controller_id") for c in running)
 

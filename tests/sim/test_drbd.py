@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import linstor
@@ -121,3 +123,25 @@ def test_start_without_controller_fails_with_plugin_7(sim_cluster: SimCluster) -
     result = sim_cluster.run("pve1", "qm", "start", "100")
     assert result.returncode == 255
     assert result.stderr.startswith("could not connect to any LINSTOR controller at ")
+
+
+def test_loop_device_keeps_the_node_primary_and_linstor_sees_it(sim_cluster: SimCluster) -> None:
+    """A writable loop device on a node's DRBD device holds it open (Primary) until detached; a read-only one does
+    not promote. The controller's resource list reports a Primary held by a VM as in use."""
+    if os.geteuid() != 0:
+        pytest.skip("loop devices need root")
+    res = new_disk(sim_cluster)
+    device = sim_cluster.drbd_device("pve1", res)
+    for mode, primary in (([], ["pve1"]), (["--read-only"], [])):
+        loop = subprocess.run(["losetup", "--find", "--show", *mode, str(device)], capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+        try:
+            assert sim_cluster.drbd_primary(res) == primary, mode
+        finally:
+            subprocess.run(["losetup", "--detach", loop], check=True)
+        assert sim_cluster.drbd_primary(res) == []
+    assert sim_cluster.run("pve1", "qm", "start", "100").returncode == 0
+    with linstor.Linstor(sim_cluster.linstor_url()) as lin:
+        states = lin.resource_list_raise(filter_by_resources=[res]).resource_states
+    assert {s.node_name: s.in_use for s in states if s.node_name == "pve1"} == {"pve1": True}
+    assert not any(s.in_use for s in states if s.node_name != "pve1")

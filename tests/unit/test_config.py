@@ -149,3 +149,34 @@ def test_summary_has_every_setting_and_no_secret() -> None:
 def test_errors_are_one_line() -> None:
     for argv in (("--distribution", "x"), ("--address", "1.2.3.4"), ("--hostname", "Bad_Name")):
         assert "\n" not in error_of(*argv)
+
+
+@pytest.mark.parametrize("version", ["1.34", "latest", "v1.34.0", "1.34.0-", "1.34.0;rm", "1.34.x"])
+def test_linstor_version_is_checked_before_the_build(version: str) -> None:
+    message = error_of("--linstor-version", version)
+    assert message.startswith(f"invalid LINSTOR version '{version}'; give the satellites' version"), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("version", ["1.34.0", "1.34.0-1", "1.33.3-1~bpo12+1"])
+def test_good_linstor_versions(version: str) -> None:
+    assert parse("--linstor-version", version).linstor_version == version
+
+
+@pytest.mark.parametrize("zone", ["Europe/Atlantis", "utc", "../../etc/passwd", "Europe/Vienna;x", ""])
+def test_timezone_must_exist(zone: str) -> None:
+    message = error_of("--timezone", zone)
+    assert message.startswith(f"unknown time zone '{zone}'; use a zone name such as UTC"), message
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Vienna", "America/Argentina/Buenos_Aires", "Etc/GMT+1"])
+def test_existing_timezones(zone: str) -> None:
+    if not (config.ZONEINFO / zone).is_file():
+        pytest.skip("the build host has no tzdata")
+    assert parse("--timezone", zone).timezone == zone
+
+
+def test_timezone_from_the_config_file_is_checked_too(tmp_path: Path) -> None:
+    path = tmp_path / "appliance.toml"
+    path.write_text('timezone = "Mars/Olympus_Mons"\n')
+    assert error_of("--config", str(path)).startswith("unknown time zone 'Mars/Olympus_Mons'")

@@ -21,7 +21,11 @@ from builder.errors import die
 
 
 def props(ctx: Context) -> dict[str, str]:
-    return {controller.PROP_VMID: str(ctx.options.vmid), **controller.QUORUM_PROPS, **controller.MIGRATION_PROPS}
+    # One Primary at a time until step 3 has written and verified the image (the plugin may have allowed two);
+    # step 3 then allows the second one live migration needs.
+    written = ctx.journal is not None and ctx.j.state("image") == "done"
+    two_primaries = controller.MIGRATION_PROPS if written else controller.SINGLE_PRIMARY_PROPS
+    return {controller.PROP_VMID: str(ctx.options.vmid), **controller.QUORUM_PROPS, **two_primaries}
 
 
 def ours(definition: Any, vmid: int) -> bool:

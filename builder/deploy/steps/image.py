@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from builder import log
+from builder.deploy import controller
 from builder.deploy.context import Context
 from builder.deploy.steps.base import Action, Step
 from builder.errors import die
@@ -28,6 +29,24 @@ def refuse_if_in_use(ctx: Context) -> None:
     if holders:
         die(f"{o.resource} is Primary on {', '.join(holders)}: something there has the disk open",
             hint=f"find it with 'drbdsetup status {o.resource} --verbose' on that node and close it")
+    if ctx.journal is None or not ctx.j.touched("handover"):
+        # This node's DRBD only knows the peers it is connected to; LINSTOR hears from every satellite. (After
+        # step 6 no controller runs until the VM's, so then the local view is all there is.)
+        refuse_if_used_elsewhere(ctx)
+
+
+def refuse_if_used_elsewhere(ctx: Context) -> None:
+    o = ctx.options
+    with controller.connect(ctx.directory, ctx.f.host_endpoint) as ctrl:
+        states = ctrl.in_use(o.resource)
+    used = sorted(node for node, in_use in states.items() if in_use)
+    if used:
+        die(f"LINSTOR reports {o.resource} in use (DRBD Primary) on {', '.join(used)}: something there has the "
+            "disk open", hint=f"check 'linstor resource list -r {o.resource}' and close it on that node")  # fmt: skip
+    unknown = sorted(node for node, in_use in states.items() if in_use is None)
+    if unknown:
+        die(f"LINSTOR cannot tell whether {o.resource} is in use on {', '.join(unknown)}",
+            hint="bring the satellites there online ('linstor node list') and run the deploy again with --resume")
 
 
 def primaries(ctx: Context) -> list[str]:
@@ -61,10 +80,12 @@ class Image(Step):
         here = f.local.name
         return [
             Action(here, f"check that VM {o.vmid} runs nowhere and no node holds {o.resource} Primary "
-                         f"(drbdsetup status {o.resource} --json)"),
+                         f"(drbdsetup status {o.resource} --json; LINSTOR API at {f.host_endpoint}: resource list)"),
             Action(here, f"write {o.image} to {o.device}: only the image's data, zero runs as zero-out requests "
                          f"({f.image_size // 2**20} MiB image)"),
             Action(here, f"read {o.device} back and compare its SHA-256 with the image"),
+            Action(here, f"LINSTOR API at {f.host_endpoint}: set "
+                         f"{', '.join(f'{k}={v}' for k, v in controller.MIGRATION_PROPS.items())} on {o.resource}"),
         ]  # fmt: skip
 
     def summary(self, ctx: Context, record: dict[str, Any]) -> list[str]:
@@ -85,6 +106,10 @@ class Image(Step):
             die(f"{o.image.name} decompressed to data that does not match SHA256SUMS",
                 hint="copy the image again and check it with 'sha256sum -c SHA256SUMS'")
         verify(target, result.size, result.sha256, label=f"Reading back {o.device}")
+        # Only now may two nodes be Primary at once (for live migration): before, a second writer could have
+        # gone unnoticed while the image was written.
+        with controller.connect(ctx.directory, f.host_endpoint) as ctrl:
+            ctrl.set_props(o.resource, controller.MIGRATION_PROPS)
         rate = result.data_bytes / result.seconds if result.seconds > 0 else 0.0
         seed_estimate = result.size / rate if rate else 0.0
         log.info(f"wrote {result.data_bytes / 2**20:.0f} MiB of data and zeroed {result.zeroed_bytes / 2**20:.0f} MiB "
