@@ -24,6 +24,8 @@ REFUSED = "run/linstor-coldstart/refused"
 NO_FALLBACK = "7.0.1"
 
 
+# "At once" is asserted as "before the configured wait could have run out", never as a speed: a loaded
+# machine may take seconds to start a process, but a hook that waited would take the whole bound.
 def timed(action: Callable[[], subprocess.CompletedProcess[str]]) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     result = action()
@@ -39,19 +41,19 @@ def background_hook(app: Appliance, node: str, vmid: int) -> subprocess.Popen[st
 
 def test_hook_lets_everything_start_while_a_controller_answers(appliance: Make) -> None:
     app = appliance({101: "pve1"}, {201: "pve1"}, {301: "pve1"})
-    install_everywhere(app.cluster)
+    install_everywhere(app.cluster, "--hook-wait", "30")
     for vmid in (101, 201, 301, CONTROLLER_VMID):
         result, seconds = timed(lambda v=vmid: hook(app.cluster, "pve1", v))  # type: ignore[misc]
-        assert (result.returncode, result.stderr, seconds < 1.5) == (0, "", True), vmid
+        assert (result.returncode, result.stderr, seconds < 30) == (0, "", True), vmid
     assert hook(app.cluster, "pve1", 201, "post-stop").returncode == 0
 
 
 def test_hook_refuses_at_once_when_no_controller_answers(appliance: Make) -> None:
     app = appliance({101: "pve1"}, {201: "pve1"}, {301: "pve1"}, plugin_version=NO_FALLBACK)
-    install_everywhere(app.cluster)
+    install_everywhere(app.cluster, "--hook-wait", "30")
     app.cluster.stop_controller(APPLIANCE_IP)
     result, seconds = timed(lambda: hook(app.cluster, "pve1", 201))
-    assert result.returncode == 1 and seconds < 1.5
+    assert result.returncode == 1 and seconds < 30
     assert result.stderr == (f"linstor-coldstart: no LINSTOR controller answers for drbdstorage ({APPLIANCE_IP}); "
                              "not starting VM 201 now: linstor-coldstart-retry starts it once one answers\n")
     assert (app.cluster.root("pve1") / REFUSED / "201").read_text().split()[1:] == ["drbdstorage"]
@@ -84,20 +86,20 @@ def test_a_guest_whose_devices_are_up_needs_no_controller_with_plugin_8_3(applia
 def test_ha_hooks_wait_in_all_but_one_worker_slot(appliance: Make) -> None:
     """max_workers 4: three HA hooks may wait at once on a node; the fourth refuses at once."""
     app = appliance({101: "pve1", 102: "pve1", 103: "pve1", 104: "pve1"}, {}, plugin_version=NO_FALLBACK)
-    install_everywhere(app.cluster, "--hook-wait", "4")
+    install_everywhere(app.cluster, "--hook-wait", "12")
     app.cluster.stop_controller(APPLIANCE_IP)
     waiting = [background_hook(app, "pve1", vmid) for vmid in (101, 102, 103)]
     locks = app.cluster.root("pve1") / "run/linstor-coldstart"
     assert wait_for(lambda: len(list(locks.glob("slot.*"))) == 3)
     time.sleep(0.5)
     fourth, seconds = timed(lambda: hook(app.cluster, "pve1", 104))
-    assert fourth.returncode == 1 and seconds < 1.5
+    assert fourth.returncode == 1 and seconds < 12
     codes = [p.wait(timeout=30) for p in waiting]
     assert codes == [1, 1, 1]
-    # The slots are free again when the hooks are gone, however they ended: this one waits (for its 4 s,
+    # The slots are free again when the hooks are gone, however they ended: this one waits (for its 12 s,
     # polling every second) instead of refusing at once.
     again, seconds = timed(lambda: hook(app.cluster, "pve1", 104))
-    assert again.returncode == 1 and 2.5 < seconds < 8
+    assert again.returncode == 1 and seconds >= 12
 
 
 def test_fewer_worker_slots_mean_fewer_waiting_hooks(appliance: Make) -> None:
@@ -109,7 +111,7 @@ def test_fewer_worker_slots_mean_fewer_waiting_hooks(appliance: Make) -> None:
     assert wait_for(lambda: (app.cluster.root("pve1") / "run/linstor-coldstart/slot.1").exists())
     time.sleep(0.5)
     second, seconds = timed(lambda: hook(app.cluster, "pve1", 102))
-    assert second.returncode == 1 and seconds < 1.5
+    assert second.returncode == 1 and seconds < 3
     assert first.wait(timeout=30) == 1
 
 
@@ -122,7 +124,7 @@ def test_a_waiting_hook_passes_as_soon_as_a_controller_answers(appliance: Make) 
     time.sleep(2)
     app.cluster.start_controller(APPLIANCE_IP, app.root)
     assert waiting.wait(timeout=30) == 0
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 60
     assert not (app.cluster.root("pve1") / REFUSED / "101").exists()
 
 
@@ -132,15 +134,15 @@ def test_gate_waits_only_for_the_on_boot_guests_and_only_so_long(appliance: Make
     app.cluster.stop_controller(APPLIANCE_IP)
     # pve2 starts no guest at boot that needs a controller (102 is HA, 301 is on local-lvm).
     quick, seconds = timed(lambda: node_script(app.cluster, "pve2", "gate"))
-    assert (quick.returncode, quick.stderr, seconds < 1.5) == (0, "", True)
+    assert (quick.returncode, quick.stderr, seconds < 3) == (0, "", True)
     slow, seconds = timed(lambda: node_script(app.cluster, "pve1", "gate"))
-    assert slow.returncode == 0 and 2 <= seconds < 8  # it polls every 2 s
+    assert slow.returncode == 0 and seconds >= 3  # it waited out its bound
     assert slow.stderr == (f"linstor-coldstart: no answer from drbdstorage ({APPLIANCE_IP}) after 3s; starting "
                            "guests now, the retry timer starts the refused ones later\n")
     assert (app.cluster.root("pve1") / "run/linstor-coldstart/gate-expired").exists()
     app.cluster.start_controller(APPLIANCE_IP, app.root)
     open_gate, seconds = timed(lambda: node_script(app.cluster, "pve1", "gate"))
-    assert open_gate.returncode == 0 and seconds < 1.5
+    assert open_gate.returncode == 0 and seconds < 3
 
 
 def test_gate_does_not_wait_for_a_controller_vm_it_starts_itself(appliance: Make) -> None:
@@ -149,7 +151,7 @@ def test_gate_does_not_wait_for_a_controller_vm_it_starts_itself(appliance: Make
     install_everywhere(app.cluster, "--boot-wait", "30")
     app.cluster.stop_controller(APPLIANCE_IP)
     result, seconds = timed(lambda: node_script(app.cluster, "pve1", "gate"))
-    assert result.returncode == 0 and seconds < 1.5
+    assert result.returncode == 0 and seconds < 30
     assert "is not HA-managed and starts with the guests here; not waiting" in result.stderr
 
 
