@@ -11,8 +11,10 @@ import ipaddress
 import os
 import random
 import re
+import secrets
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -207,3 +209,78 @@ def test_appliance_firewall_check_keeps_the_controller_stopped(tmp_path: Path) -
     result = in_namespace('nft -f "$1" && "$2" --root "$3"', str(config), str(FIREWALL_CHECK), str(root))
     assert result.returncode == 0, result.stdout + result.stderr
     assert not issue.exists(), "a fixed firewall clears the message at the login prompt"
+
+
+LISTEN = """
+import socket, sys, time
+servers = []
+for port in map(int, sys.argv[1:]):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen()
+    servers.append(s)
+print("listening", flush=True)
+time.sleep(120)
+"""
+CONNECT = """
+import socket, sys
+s = socket.socket()
+s.settimeout(3)
+s.bind((sys.argv[1], 0))
+try:
+    s.connect((sys.argv[2], int(sys.argv[3])))
+    print("open")
+except TimeoutError:
+    print("dropped")
+except ConnectionRefusedError:
+    print("refused")
+"""
+
+
+def test_ruleset_lets_in_only_allowed_sources_and_served_ports() -> None:
+    """Two network namespaces of this test's own joined by a veth pair. The appliance's side loads the deploy's
+    ruleset and listens on a served port (3370) and one it does not serve (8080); of two client addresses
+    only the allowed one reaches 3370, and neither reaches 8080."""
+    nft_binary()
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("joining network namespaces needs root and iproute2")
+    token = secrets.token_hex(3)
+    appliance, client = f"la-fw-vm-{token}", f"la-fw-cl-{token}"
+    text = firewall.ruleset(PORTS, firewall.allowlist(["192.0.2.10"], []), vmid=100)
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    listener = None
+    try:
+        ip("netns", "add", appliance)
+        ip("netns", "add", client)
+        ip("-n", appliance, "link", "add", "vm0", "type", "veth", "peer", "name", "cl0", "netns", client)
+        ip("-n", appliance, "addr", "add", "192.0.2.1/24", "dev", "vm0")
+        ip("-n", client, "addr", "add", "192.0.2.10/24", "dev", "cl0")
+        ip("-n", client, "addr", "add", "192.0.2.20/24", "dev", "cl0")
+        for ns, dev in ((appliance, "vm0"), (client, "cl0"), (appliance, "lo"), (client, "lo")):
+            ip("-n", ns, "link", "set", dev, "up")
+        load = subprocess.run(["ip", "netns", "exec", appliance, nft_binary(), "-f", "-"], input=text,
+                              capture_output=True, text=True)  # fmt: skip
+        assert load.returncode == 0, load.stderr
+        listener = subprocess.Popen(["ip", "netns", "exec", appliance, sys.executable, "-c", LISTEN, "3370", "8080"],
+                                    stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "listening"
+
+        def connect(source: str, port: int) -> str:
+            result = subprocess.run(["ip", "netns", "exec", client, sys.executable, "-c", CONNECT, source,
+                                     "192.0.2.1", str(port)], capture_output=True, text=True, timeout=60)  # fmt: skip
+            return result.stdout.strip() or result.stderr.strip()
+
+        assert connect("192.0.2.10", 3370) == "open"
+        assert connect("192.0.2.10", 8080) == "dropped"
+        assert connect("192.0.2.20", 3370) == "dropped"
+        assert connect("192.0.2.20", 8080) == "dropped"
+    finally:
+        if listener is not None:
+            listener.kill()
+            listener.wait()
+        for ns in (appliance, client):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
