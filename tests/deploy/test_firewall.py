@@ -26,32 +26,12 @@ from builder.deploy import firewall
 from builder.deploy.context import Context
 from builder.deploy.steps import inject
 from builder.errors import ApplianceError
+from deploy.nftcheck import in_namespace, nft_binary, nft_loads
 
 PROJECT = Path(__file__).resolve().parents[2]
 FIREWALL_CHECK = PROJECT / "image/mkosi.extra/usr/lib/linstor-appliance/firewall-check"
 PORTS = (22, 3370, 3371)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def nft_binary() -> str:
-    found = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.path.exists(p)), None)
-    if found is None:
-        pytest.skip("nft is not installed (tools/install-host-deps installs nftables)")
-    return found
-
-
-def in_namespace(script: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """A sh script in a new, empty network namespace (a user namespace too when not root)."""
-    unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
-    env = {"PATH": f"{os.path.dirname(nft_binary())}:/usr/sbin:/usr/bin:/sbin:/bin"}
-    return subprocess.run([*unshare, "sh", "-c", script, "sh", *args], input=stdin, capture_output=True, text=True,
-                          env=env, timeout=60)  # fmt: skip
-
-
-def nft_loads(text: str) -> subprocess.CompletedProcess[str]:
-    """Checks, then loads the ruleset and lists what the kernel holds."""
-    script = 'f=$(mktemp) && cat > "$f" && nft -c -f "$f" && nft -f "$f" && nft list ruleset; r=$?; rm "$f"; exit $r'
-    return in_namespace(script, stdin=text)
 
 
 def deploy_ruleset(node_ips: list[str], allow_from: list[Network], ports: tuple[int, ...] = PORTS) -> str:
