@@ -96,7 +96,7 @@ def test_options_backup_job_dns_allow_from_and_database_export(on_node: SimClust
     assert Path(record["export"]).read_bytes() == host_files(on_node)["var/lib/linstor/linstordb.mv.db"]
     boot = guest.workdir / f"boot{guest.boots}"
     ruleset = (boot / "etc/nftables.conf").read_text()
-    assert "elements = { 192.168.7.0/24 }" not in ruleset and "192.168.7.0/24 }" in ruleset
+    assert "elements = { 10.0.0.1, 10.0.0.2, 192.168.7.0/24 }" in ruleset
     assert "elements = { fd00::/64 }" in ruleset
     loaded = nft_loads(ruleset)
     assert loaded.returncode == 0, loaded.stderr
