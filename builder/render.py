@@ -9,6 +9,7 @@ from pathlib import Path
 
 from builder import sources
 from builder.config import Config, Distribution
+from builder.deploy import firewall
 from builder.resources import render
 
 
@@ -29,6 +30,10 @@ def netplan_config(config: Config) -> str:
 def distribution_sources(config: Config) -> str:
     name = "debian" if config.distribution is Distribution.debian else "ubuntu"
     return render(f"image/templates/apt/{name}.sources.j2", mirror=config.mirror, release=config.release)
+
+
+# What the appliance serves: SSH and the controller's REST API (HTTP, HTTPS) on LINSTOR's default ports.
+SERVED_PORTS = (22, 3370, 3371)
 
 
 def write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -56,6 +61,9 @@ def extra_tree(config: Config, root: Path, linbit_key: str | None) -> None:
         write(root / "etc/apt/preferences.d/linstor.pref",
               render("image/templates/apt/linstor-pin.pref.j2", version=config.linstor_version))
     write(root / "etc/hosts", render("image/templates/hosts.j2", hostname=config.hostname))
+    # Not yet deployed, the appliance knows no cluster to limit its ports to; it still drops everything
+    # it does not serve, and `linstor-appliance deploy` replaces this file with an allowlist.
+    write(root / "etc/nftables.conf", firewall.ruleset(SERVED_PORTS, None), 0o755)
     write(root / "etc/linstor-appliance/appliance.conf",
           render("image/templates/appliance.conf.j2", backup_keep=config.backup_keep))
 

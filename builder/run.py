@@ -29,6 +29,7 @@ PROVIDERS: dict[str, str] = {
     "netplan": "netplan.io",
     "e2fsck": "e2fsprogs",
     "resize2fs": "e2fsprogs",
+    "nft": "nftables",
 }
 
 
@@ -46,11 +47,16 @@ def child_process_group() -> int | None:
     return 0 if _children["own_group"] else None
 
 
-def require(tool: str) -> str:
-    """Return the tool's path or fail with a line that says which package to install."""
-    found = shutil.which(tool) or next(
+def which(tool: str) -> str | None:
+    """The tool's path, also in the sbin folders a non-login PATH may lack; None when it is not installed."""
+    return shutil.which(tool) or next(
         (str(p) for p in (Path("/usr/sbin") / tool, Path("/sbin") / tool) if p.exists()), None
     )
+
+
+def require(tool: str) -> str:
+    """Return the tool's path or fail with a line that says which package to install."""
+    found = which(tool)
     if not found:
         package = PROVIDERS.get(tool, tool)
         die(f"'{tool}' is not installed on this host", hint=f"install the package {package}")

@@ -5,20 +5,29 @@ QEMU user networking's addresses), deployed with those addresses onto a simulate
 disk the deploy wrote is then booted under TCG; through the forwarded REST port, python-linstor must
 find the controller serving the migrated nodes, which means the appliance's own deploy check passed
 on the injected files and the firewall lets the allowed network in.
+
+The same boot shows the firewall at work: the deploy is given overlapping --allow-from networks (which
+nft refuses unless they are collapsed); a ruleset without the test host (QEMU's 10.0.2.2) shuts the
+REST port while the controller runs on; and a ruleset that does not load stops the controller, with
+the reason on the console.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
+import ipaddress
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import linstor
 import pytest
-from boot.machine import Machine
+from boot.machine import Machine, controller_answers
 from helpers import PROJECT_ROOT, STATIC_ADDRESS, STATIC_GATEWAY, BuiltImage
 from sim.cluster import SimCluster
 
+from builder.deploy import firewall
 from builder.qemu import ACCEL_ENV, Firmware
 from deploy.harness import Guest, deploy_args, run_deploy, sim_env
 
@@ -26,6 +35,26 @@ pytestmark = [pytest.mark.boot, pytest.mark.sim]
 
 GUEST_IP = STATIC_ADDRESS.split("/")[0]
 ARTIFACTS = PROJECT_ROOT / "build" / "test-artifacts"
+# Contained, duplicate and mixed-family sources: the test host's network, the host itself, a block around
+# two of the nodes (10.0.0.2, 10.0.0.3) and an IPv6 network with one of its own addresses.
+OVERLAPPING = "10.0.2.0/24,10.0.2.2,10.0.0.2/31,fd00::/64,fd00::1"
+NODES = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+ASK_INSIDE = ("python3 -c \"import urllib.request as u; "
+              "print(u.urlopen('http://127.0.0.1:3370/v1/controller/version', timeout=30).status)\"")
+# Until the restart of nftables.service has run its course through the units that depend on it.
+SETTLED = ("timeout 300 sh -c 'while systemctl is-active -q linstor-controller.service || "
+           "! systemctl is-failed -q linstor-appliance-firewall-check.service; do sleep 1; done'")
+
+
+def put_file(machine: Machine, path: str, text: str) -> None:
+    """Write a file in the guest through the serial console (one short line of base64)."""
+    packed = base64.b64encode(gzip.compress(text.encode())).decode()
+    machine.shell.check(f"echo {packed} | base64 -d | gunzip > {path}")
+
+
+def refused_from_host(port: int, attempts: int = 3) -> bool:
+    """The forwarded REST port stays silent: QEMU accepts on the host, the guest's firewall drops the SYN."""
+    return not any(controller_answers(port) for _ in range(attempts))
 
 
 def test_deployed_disk_boots_and_serves_the_migrated_cluster(static_image: BuiltImage,
@@ -37,7 +66,7 @@ def test_deployed_disk_boots_and_serves_the_migrated_cluster(static_image: Built
     cluster = make_sim_cluster(nodes=3, linstor_version=version, ha_delay=0.05)
     sim_env(cluster, "pve1", monkeypatch)
     with Guest(cluster, 100, GUEST_IP, "linstor-appliance-100", tmp_path / "guest") as guest:
-        args = deploy_args(static_image.compressed, "--allow-from", "10.0.2.0/24", ip=STATIC_ADDRESS)
+        args = deploy_args(static_image.compressed, "--allow-from", OVERLAPPING, ip=STATIC_ADDRESS)
         args[args.index("--gateway") + 1] = STATIC_GATEWAY
         assert run_deploy(cluster, args) == 0
         assert guest.check_failures == []
@@ -61,12 +90,38 @@ def test_deployed_disk_boots_and_serves_the_migrated_cluster(static_image: Built
             nodes = {n.name: str(n.type).upper() for n in lin.node_list_raise().nodes}
         assert nodes == {name: kind.upper() for name, kind in migrated.items()}
         assert nodes["linstor-controller"] == "CONTROLLER"
-        # The appliance checked the deploy's manifest before its controller started, and loaded the allowlist.
-        units = "linstor-appliance-deploy-check.service nftables.service linstor-controller.service"
+        # The appliance checked the deploy's manifest before its controller started, and loaded the allowlist
+        # (the overlapping --allow-from networks included).
+        units = ("linstor-appliance-deploy-check.service nftables.service linstor-appliance-firewall-check.service "
+                 "linstor-controller.service")  # fmt: skip
         states = machine.shell.check(f"systemctl is-active {units} || true").split()
-        assert states == ["active"] * 3, machine.shell.check(f"systemctl status --no-pager {units} || true")
+        assert states == ["active"] * 4, machine.shell.check(f"systemctl status --no-pager {units} || true")
         ruleset = machine.shell.check("nft list ruleset")
-        assert "10.0.2.0/24" in ruleset and "10.0.0.1" in ruleset
+        assert "table inet linstor_appliance" in ruleset and "policy drop;" in ruleset
+        assert "10.0.2.0/24" in ruleset and "10.0.0.1" in ruleset and "fd00::/64" in ruleset
+
+        # A ruleset that does not allow the test host: the REST port no longer answers it, while the
+        # controller serves on inside the VM.
+        elsewhere = firewall.allowlist(NODES, [ipaddress.ip_network("192.168.7.0/24")])
+        put_file(machine, "/etc/nftables.conf", firewall.ruleset([22, 3370, 3371], elsewhere, vmid=100))
+        machine.shell.check("systemctl reload nftables.service")
+        assert "192.168.7.0/24" in machine.shell.check("nft list ruleset")
+        assert refused_from_host(machine.api_port)
+        assert machine.shell.check(ASK_INSIDE).strip().endswith("200")
+
+        # A ruleset nft refuses (the overlapping elements written as they are): nftables.service fails and
+        # the controller stops, with the reason on the console and at the login prompt.
+        broken = firewall.ruleset([22, 3370, 3371], firewall.Allowlist(v4=("10.0.2.0/24", "10.0.2.2"), v6=()),
+                                  vmid=100)  # fmt: skip
+        put_file(machine, "/etc/nftables.conf", broken)
+        machine.shell.run("systemctl restart nftables.service", timeout=120)
+        machine.shell.check(SETTLED, timeout=330)
+        states = machine.shell.check("systemctl is-active nftables.service linstor-appliance-firewall-check.service "
+                                     "linstor-controller.service || true").split()  # fmt: skip
+        assert states[0] == "failed" and states[1] == "failed" and states[2] != "active", states
+        assert "conflicting intervals" in machine.shell.check("cat /run/issue.d/40-linstor-firewall.issue")
+        assert "linstor-controller stays stopped: the appliance's firewall is not loaded" in machine.shell.transcript()
+        assert refused_from_host(machine.api_port)
     finally:
         machine.stop()
     # Kept only when the test fails, like the boot tests' transcripts.

@@ -13,6 +13,7 @@ from sim.scenario import linstor_package_version
 from deploy.expect import assert_deployed, journal, resource_name
 from deploy.fakeimage import FakeImage
 from deploy.harness import Guest, deploy_args, expect_failure, host_files, run_deploy, sim_env
+from deploy.nftcheck import nft_loads
 
 pytestmark = pytest.mark.sim
 
@@ -83,7 +84,9 @@ def test_options_backup_job_dns_allow_from_and_database_export(on_node: SimClust
     tool.parent.mkdir(parents=True)
     tool.write_text('#!/bin/sh\n[ "$1" = export-db ] && cp "$PVE_SIM_ROOT/var/lib/linstor/linstordb.mv.db" "$2"\n')
     tool.chmod(0o755)
-    args = deploy_args(image.raw, "--dns", "10.0.0.53", "--allow-from", "192.168.7.0/24", "--backup-storage", "local",
+    # Overlapping and mixed-family networks, which nft refuses in one interval set unless they are collapsed.
+    allow = "192.168.7.0/24,192.168.7.9,192.168.7.0/25,fd00::/64,fd00::1"
+    args = deploy_args(image.raw, "--dns", "10.0.0.53", "--allow-from", allow, "--backup-storage", "local",
                        "--backup-schedule", "sun 03:00", "--name", "ctrl-vm", redundancy=2)  # fmt: skip
     assert run_deploy(on_node, args) == 0
     assert_deployed(on_node, image, redundancy=2, name="ctrl-vm")
@@ -92,7 +95,11 @@ def test_options_backup_job_dns_allow_from_and_database_export(on_node: SimClust
     record = journal(on_node)["steps"]["handover"]["record"]
     assert Path(record["export"]).read_bytes() == host_files(on_node)["var/lib/linstor/linstordb.mv.db"]
     boot = guest.workdir / f"boot{guest.boots}"
-    assert "192.168.7.0/24" in (boot / "etc/nftables.conf").read_text()
+    ruleset = (boot / "etc/nftables.conf").read_text()
+    assert "elements = { 10.0.0.1, 10.0.0.2, 192.168.7.0/24 }" in ruleset
+    assert "elements = { fd00::/64 }" in ruleset
+    loaded = nft_loads(ruleset)
+    assert loaded.returncode == 0, loaded.stderr
     assert "addresses: [10.0.0.53]" in (boot / "etc/netplan/config.yaml").read_text()
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from builder import cli
+from builder.deploy import firewall, options, storagecfg
 from builder.deploy import journal as journals
-from builder.deploy import options, storagecfg
 from builder.deploy.controller import Endpoint, host_endpoint, http_settings
 from builder.deploy.options import Options, Strategy
 from builder.deploy.steps.inject import appliance_toml
@@ -133,8 +133,9 @@ def test_journal_is_written_atomically_and_records_steps(tmp_path: Path) -> None
 
 
 def test_firewall_template_allows_only_the_cluster_and_given_networks() -> None:
-    text = render("image/templates/deploy/nftables.conf.j2", vmid=100, ports=[22, 3370, 3371],
-                  allowed_v4=["10.0.0.1", "10.0.0.2", "192.168.7.0/24"], allowed_v6=["fd00::/64"])  # fmt: skip
+    allowed = firewall.allowlist(["10.0.0.1", "10.0.0.2"], [ipaddress.ip_network("192.168.7.0/24"),
+                                                            ipaddress.ip_network("fd00::/64")])  # fmt: skip
+    text = firewall.ruleset([22, 3370, 3371], allowed, vmid=100)
     assert "elements = { 10.0.0.1, 10.0.0.2, 192.168.7.0/24 }" in text
     assert "tcp dport { 22, 3370, 3371 } ip6 saddr @allowed_v6 accept" in text
     assert text.rstrip().endswith("}") and "tcp dport { 22, 3370, 3371 } counter drop" in text

@@ -19,6 +19,7 @@ UNITS = (
     "systemd-resolved.service",
     "systemd-timesyncd.service",
     "getty@tty1.service",
+    "nftables.service",
 )
 FILES = (
     "etc/machine-id",
@@ -36,6 +37,10 @@ FILES = (
     "usr/lib/repart.d/50-root.conf",
     "usr/lib/systemd/system/linstor-controller.service",
     "etc/systemd/journald.conf.d/50-linstor-appliance.conf",
+    "etc/nftables.conf",
+    "usr/lib/systemd/system/linstor-controller.service.d/50-linstor-appliance-firewall.conf",
+    "usr/lib/systemd/system/linstor-appliance-firewall-check.service",
+    "usr/lib/linstor-appliance/firewall-check",
 )
 
 

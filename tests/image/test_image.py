@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -104,6 +105,25 @@ def test_units_enabled(report: ImageReport) -> None:
                  "getty@tty1.service"):
         assert states[unit] == "enabled", f"{unit} is {states[unit]}"
     assert states["ssh.socket"] != "enabled", "ssh.socket beside ssh.service fights over port 22"
+
+
+def test_controller_runs_only_behind_the_firewall(report: ImageReport) -> None:
+    """Not deployed, the appliance serves SSH and REST to everyone but drops all else, and its controller
+    needs the firewall loaded (the deployed-disk boot test shows that in a running VM)."""
+    ruleset = report.files["etc/nftables.conf"]
+    assert "table inet linstor_appliance" in ruleset and "policy drop;" in ruleset
+    assert "tcp dport { 22, 3370, 3371 } accept" in ruleset
+    assert report.modes["etc/nftables.conf"] == 0o755
+    unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
+    loaded = subprocess.run([*unshare, "nft", "-c", "-f", "-"], input=ruleset, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert report.unit_states["nftables.service"] == "enabled"
+    dropin = report.files["usr/lib/systemd/system/linstor-controller.service.d/50-linstor-appliance-firewall.conf"]
+    assert "Requires=nftables.service linstor-appliance-firewall-check.service" in dropin
+    assert "After=nftables.service linstor-appliance-firewall-check.service" in dropin
+    assert "ExecStart=/usr/lib/linstor-appliance/firewall-check" in \
+        report.files["usr/lib/systemd/system/linstor-appliance-firewall-check.service"]
+    assert report.modes["usr/lib/linstor-appliance/firewall-check"] == 0o755
 
 
 def test_apt_sources_point_at_real_archives_only(report: ImageReport) -> None:

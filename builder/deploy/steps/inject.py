@@ -17,6 +17,7 @@ from typing import Any
 
 from builder import __version__
 from builder.deploy import backup, inject
+from builder.deploy import firewall as firewalls
 from builder.deploy.context import Context
 from builder.deploy.steps.base import Action, Step
 from builder.deploy.steps.image import refuse_if_in_use
@@ -25,6 +26,7 @@ from builder.resources import render
 
 DEPLOY_MANIFEST = "/etc/linstor-appliance/deploy.json"
 IMAGE_MANIFEST = "/etc/linstor-appliance/manifest.json"
+FIREWALL = "/etc/nftables.conf"
 H2_SUFFIXES = (".mv.db", ".trace.db", ".h2.db")
 
 
@@ -43,13 +45,12 @@ def appliance_toml(host_toml: str) -> str:
     return "".join(out)
 
 
+def allowed(ctx: Context) -> firewalls.Allowlist:
+    return firewalls.allowlist(ctx.f.node_ips, ctx.options.allow_from)
+
+
 def firewall(ctx: Context) -> str:
-    nets = sorted({str(n) for n in ctx.options.allow_from})
-    sources = sorted(set(ctx.f.node_ips)) + nets
-    v4 = [s for s in sources if ":" not in s]
-    v6 = [s for s in sources if ":" in s]
-    return render("image/templates/deploy/nftables.conf.j2", vmid=ctx.options.vmid, ports=ctx.f.firewall_ports,
-                  allowed_v4=v4, allowed_v6=v6)  # fmt: skip
+    return firewalls.ruleset(ctx.f.firewall_ports, allowed(ctx), vmid=ctx.options.vmid)
 
 
 def netplan(ctx: Context) -> str:
@@ -77,7 +78,7 @@ def build(ctx: Context, folder: Path) -> list[inject.File]:
     digests = {item.path: hashlib.sha256(item.data).hexdigest() for item in files}
     files += [
         inject.File("/etc/netplan/config.yaml", netplan(ctx).encode(), 0o600),
-        inject.File("/etc/nftables.conf", firewall(ctx).encode(), 0o755),
+        inject.File(FIREWALL, firewall(ctx).encode(), 0o755),
         inject.File("/etc/hostname", f"{o.name}\n".encode()),
         inject.File("/etc/hosts", render("image/templates/hosts.j2", hostname=o.name).encode()),
         inject.File(IMAGE_MANIFEST, (json.dumps(f.manifest, indent=2, sort_keys=True) + "\n").encode()),
@@ -105,14 +106,14 @@ class Inject(Step):
     def describe(self, ctx: Context) -> list[Action]:
         o, f = ctx.options, ctx.f
         here = f.local.name
-        allowed = ", ".join(sorted(set(f.node_ips)) + [str(n) for n in o.allow_from])
+        sources = ", ".join(allowed(ctx).elements)
         return [
             Action(here, f"mount the root partition of {o.device} (by offset, while VM {o.vmid} is off)"),
             Action(here, f"write {f.db_base}.mv.db and /etc/linstor/linstor.toml from the step 6 backup"),
             Action(here, f"write /etc/netplan/config.yaml: {o.address}" + (f" via {o.gateway}" if o.gateway else "")
                          + (f", DNS {', '.join(o.dns)}" if o.dns else "")),
             Action(here, f"write /etc/nftables.conf: ports {', '.join(map(str, f.firewall_ports))} only from "
-                         f"{allowed}"),
+                         f"{sources}"),
             Action(here, f"write /etc/hostname ({o.name}), {IMAGE_MANIFEST} and {DEPLOY_MANIFEST}"),
             Action(here, "read the files back and compare"),
         ]  # fmt: skip
@@ -128,6 +129,8 @@ class Inject(Step):
         backup.verify(folder)
         refuse_if_in_use(ctx)
         files = build(ctx, folder)
+        # A ruleset nft refuses would leave the VM without a firewall and its controller stopped.
+        firewalls.check(next(item.data.decode() for item in files if item.path == FIREWALL))
         device = o.host_path(o.device)
         inject.write(device, files)
         back = inject.read(device, [item.path for item in files])
