@@ -31,7 +31,8 @@ def install(root: Path, settings: Settings) -> None:
     with log.step(f"Installing the gate, hook and retry timer on {node}"):
         record = NodeRecord.load(root) or NodeRecord()
         fallback = package_version("linstor-proxmox") >= (8, 3)
-        files = nodefiles.wanted(settings, ctrl.vmid, ctrl.resource, snippets, fallback, nodetool.packaged(root))
+        files = nodefiles.wanted(settings, ctrl.vmid, ctrl.resource, snippets, fallback, nodetool.packaged(root),
+                                 nodetool.packaged_units(root))
         nodefiles.drop_stale(root, files, record)
         nodefiles.write(root, files, record)
         record.settings = {**settings.to_json(), "controller_vmid": ctrl.vmid}

@@ -18,6 +18,10 @@ GATE_DROPIN = "etc/systemd/system/pve-guests.service.d/linstor-coldstart.conf"
 LRM_DROPIN = "etc/systemd/system/pve-ha-lrm.service.d/linstor-coldstart.conf"
 RETRY_SERVICE = "etc/systemd/system/linstor-coldstart-retry.service"
 RETRY_TIMER = "etc/systemd/system/linstor-coldstart-retry.timer"
+# Where the package is installed its retry units are used as they are; a non-default interval goes here.
+RETRY_INTERVAL_DROPIN = "etc/systemd/system/linstor-coldstart-retry.timer.d/interval.conf"
+# Where the Debian package puts its units (debhelper on Debian 12; /usr/lib on Debian 13).
+PACKAGED_UNIT_DIRS = ("lib/systemd/system", "usr/lib/systemd/system")
 TIMER_UNIT = "linstor-coldstart-retry.timer"
 HOOK_NAME = "linstor-coldstart-hook"
 

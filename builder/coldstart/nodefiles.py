@@ -18,8 +18,9 @@ PLAIN = 0o644
 
 
 def wanted(settings: Settings, controller_vmid: int, resource: str, snippets_dir: str, local_fallback: bool,
-           packaged: bool) -> dict[str, tuple[str | bytes, int]]:  # fmt: skip
-    """Relative path -> (content, mode) of every file a node gets; with `packaged`, the package's tool is used."""
+           packaged: bool, packaged_units: bool = False) -> dict[str, tuple[str | bytes, int]]:  # fmt: skip
+    """Relative path -> (content, mode) of every file a node gets; with `packaged`, the package's tool is used,
+    with `packaged_units` its retry units too (only a non-default interval is written, as a drop-in)."""
     snippet = f"{snippets_dir.strip('/')}/{layout.HOOK_NAME}"
     command = layout.tool_command(packaged)
     tool = layout.PACKAGED_TOOL if packaged else layout.ZIPAPP_TOOL
@@ -33,10 +34,15 @@ def wanted(settings: Settings, controller_vmid: int, resource: str, snippets_dir
                                  probe_timeout=settings.probe_timeout, clear_wait=settings.clear_wait), PLAIN),
         layout.GATE_DROPIN: (render(f"{t}/pve-guests.conf.j2", resource=resource, command=command), PLAIN),
         layout.LRM_DROPIN: (render(f"{t}/pve-ha-lrm.conf.j2", resource=resource), PLAIN),
-        layout.RETRY_SERVICE: (render(f"{t}/linstor-coldstart-retry.service.j2", command=command), PLAIN),
-        layout.RETRY_TIMER: (render(f"{t}/linstor-coldstart-retry.timer.j2", interval=settings.retry_interval),
-                             PLAIN),
     }  # fmt: skip
+    if not packaged_units:
+        files[layout.RETRY_SERVICE] = (render(f"{t}/linstor-coldstart-retry.service.j2", command=command), PLAIN)
+        files[layout.RETRY_TIMER] = (render(f"{t}/linstor-coldstart-retry.timer.j2",
+                                            interval=settings.retry_interval), PLAIN)  # fmt: skip
+    elif settings.retry_interval != Settings().retry_interval:
+        # The packaged timer has the default; a copy in /etc would hide the package's updates of the unit.
+        files[layout.RETRY_INTERVAL_DROPIN] = (render(f"{t}/retry-interval.conf.j2",
+                                                      interval=settings.retry_interval), PLAIN)  # fmt: skip
     if not packaged:
         files[layout.ZIPAPP_TOOL] = (nodetool.archive(), EXECUTABLE)
     return files

@@ -18,6 +18,12 @@ def packaged(root: Path) -> bool:
     return layout.at(root, layout.PACKAGED_TOOL).is_file()
 
 
+def packaged_units(root: Path) -> bool:
+    """The package's retry units are there: install enables them rather than writing its own into /etc."""
+    return packaged(root) and any(layout.at(root, f"{d}/{layout.TIMER_UNIT}").is_file()
+                                  for d in layout.PACKAGED_UNIT_DIRS)  # fmt: skip
+
+
 def archive() -> bytes:
     """This tool as a zipapp: the archive it runs from, or, from a source tree, its Python code packed."""
     running = getattr(getattr(builder, "__loader__", None), "archive", None)

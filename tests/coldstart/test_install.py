@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -117,6 +118,54 @@ def test_remove_everywhere_restores_the_cluster(appliance: Make) -> None:
     assert after == before
     assert all(cluster.unit_enabled(n, f"drbd@{app.resource}.target") == "disabled" for n in cluster.nodes)
     assert not (cluster.state.pve / "linstor-coldstart.json").exists()
+
+
+TIMER = "linstor-coldstart-retry.timer"
+
+
+def install_package(cluster: SimCluster, node: str) -> None:
+    """What the Debian package puts on a node: the tool as /usr/bin/linstor-appliance, the retry units disabled."""
+    root = cluster.root(node)
+    tool = root / layout.PACKAGED_TOOL
+    tool.parent.mkdir(parents=True, exist_ok=True)
+    tool.write_bytes(nodetool.archive())
+    tool.chmod(0o755)
+    for unit in (PROJECT / "node/systemd").iterdir():
+        shutil.copyfile(unit, root / "lib/systemd/system" / unit.name)
+
+
+def test_with_the_package_its_units_are_enabled_and_only_the_interval_is_written(appliance: Make) -> None:
+    """A copy in /etc would hide the packaged units (and their updates): install enables the package's timer,
+    a non-default interval is a drop-in, and remove leaves the unit files to the package."""
+    app = small(appliance)
+    cluster = app.cluster
+    for node in cluster.nodes:
+        install_package(cluster, node)
+    before = snapshot(cluster)
+    install_everywhere(cluster, "--retry-interval", "30", nodes=["pve1"])
+    install_everywhere(cluster, nodes=["pve2", "pve3"])
+    for node in cluster.nodes:
+        root = cluster.root(node)
+        assert not (root / layout.RETRY_SERVICE).exists() and not (root / layout.RETRY_TIMER).exists(), node
+        assert not (root / layout.ZIPAPP_TOOL).exists(), node
+        assert os.readlink(root / "etc/systemd/system/timers.target.wants" / TIMER) == f"/lib/systemd/system/{TIMER}"
+        assert cluster.unit_active(node, TIMER) == "active"
+        record = NodeRecord.load(root)
+        assert record is not None and TIMER in record.enabled, node
+    interval = cluster.dropins("pve1", TIMER)
+    assert list(interval) == ["interval.conf"]
+    # Timer settings add up: the drop-in resets the packaged ones before setting its own.
+    lines = interval["interval.conf"].splitlines()
+    assert lines[lines.index("[Timer]") + 1:] == [
+        "# An empty assignment drops the packaged unit's OnBootSec=/OnUnitActiveSec= (timers add up otherwise).",
+        "OnBootSec=", "OnBootSec=30s", "OnUnitActiveSec=30s"]  # fmt: skip
+    assert cluster.dropins("pve2", TIMER) == {}
+    assert ok(cli(cluster, "pve1", "coldstart", "status")).stdout.splitlines()[0].endswith("retry every 30s)")
+    for node in cluster.nodes:
+        ok(cli(cluster, node, "coldstart", "remove"))
+        assert cluster.unit_enabled(node, TIMER) == "disabled"
+    # The drop-in and its directory are gone, the package's tool and units are still there.
+    assert snapshot(cluster) == before
 
 
 def test_remove_on_one_node_takes_the_hook_off_every_guest(appliance: Make) -> None:

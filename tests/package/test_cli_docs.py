@@ -147,15 +147,17 @@ def test_every_option_of_every_command_completes(complete: Complete) -> None:
 
 
 def test_packaged_units_are_what_coldstart_install_writes_with_the_defaults() -> None:
-    """node/systemd/ must not drift from the templates the tool renders; update both together."""
+    """node/systemd/ must not drift from the templates the tool renders for the package's own tool path (the
+    units run /usr/bin/linstor-appliance); update both together."""
     defaults = Settings()
     units = PROJECT / "node/systemd"
     expected = {
         "linstor-coldstart-retry.service": render(f"{layout.TEMPLATES}/linstor-coldstart-retry.service.j2",
-                                                  script=layout.SCRIPT),
+                                                  command=layout.tool_command(packaged=True)),
         "linstor-coldstart-retry.timer": render(f"{layout.TEMPLATES}/linstor-coldstart-retry.timer.j2",
                                                 interval=defaults.retry_interval),
     }  # fmt: skip
+    assert "ExecStart=/usr/bin/linstor-appliance coldstart retry\n" in expected["linstor-coldstart-retry.service"]
     assert {path.name: path.read_text() for path in units.iterdir()} == expected
 
 

@@ -107,6 +107,22 @@ def test_install_run_remove_and_purge_in_a_minimal_debian(deb: Path, suite: str,
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text)
 
+    # Guests' hookscripts run the tool while cold start is installed: removing it then is refused, and the
+    # package stays as it was.
+    record = root / "var/lib/linstor-coldstart/installed.json"
+    record.parent.mkdir()
+    record.write_text("{}\n")
+    refused = roots.chroot(root, "apt-get", "remove", "-y", "linstor-appliance", check=False)
+    assert refused.returncode != 0
+    assert ("linstor-appliance: cold-start support is installed on this node; run 'linstor-appliance coldstart "
+            "remove' first") in refused.stdout + refused.stderr  # fmt: skip
+    status = roots.chroot(root, "dpkg-query", "-W", "-f=${Status}", "linstor-appliance").stdout
+    assert status.endswith(" ok installed"), status
+    assert roots.chroot(root, "linstor-appliance", "--version").returncode == 0
+    assert roots.chroot(root, "systemctl", "is-enabled", TIMER, check=False).stdout.strip() == "enabled"
+    record.unlink()
+    record.parent.rmdir()
+
     roots.chroot(root, "apt-get", "remove", "-y", "linstor-appliance")
     # Only the configuration and the data are left: no program, no unit file, no link to a unit.
     assert added(before, roots.snapshot(root)) == paths_of({**config, **data})
