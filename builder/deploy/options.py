@@ -3,6 +3,11 @@
 Bad input costs one line and a non-zero exit; the cluster is only consulted afterwards (preflight).
 `root` is the prefix for files read or written directly on this node (`/` in production; a
 simulated node's root in tests).
+
+Every option is one record in OPTIONS (see builder/optiontable.py): its flag, parser, default, help and
+what a resume may do with it. The flags, the help, the parsing, the journal's JSON form and the merge with
+a recorded deploy all come from there. To add an option, add its typed field to Options (no default there)
+and one Option record to OPTIONS; a check across options goes into check().
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import argparse
 import enum
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from builder.config import parse_interface, parse_ip, parse_size
 from builder.errors import die
+from builder.optiontable import Need, OnResume, Option, OptionTable, Switch, whole_number
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -37,6 +43,10 @@ class Mode(enum.StrEnum):
     rollback = "rollback"
 
 
+# Modes that start a new deploy (and so need its every required option) rather than act on a recorded one.
+FRESH_MODES = (Mode.deploy, Mode.dry_run)
+
+
 class Strategy(enum.StrEnum):
     # The VM disk is a LINSTOR resource the storage plugin never sees; the VM names its device path.
     device_path = "device-path"
@@ -46,26 +56,28 @@ class Strategy(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Options:
+    """The deploy's options; their defaults are in OPTIONS, so Options are made by from_args() or from_json()."""
+
     vmid: int
-    mode: Mode = Mode.deploy
-    image: Path | None = None
-    manifest: Path | None = None
-    sums: Path | None = None
-    storage: str | None = None
-    address: Interface | None = None
-    gateway: Address | None = None
-    dns: tuple[str, ...] = ()
-    bridge: str = "vmbr0"
-    redundancy: int = 3
-    name: str = "linstor-controller"
-    strategy: Strategy = Strategy.device_path
-    allow_from: tuple[Network, ...] = ()
-    register_node: bool = True
-    backup_storage: str | None = None
-    backup_schedule: str = "02:30"
-    disk_size: int | None = None
-    wait_timeout: float = 300.0
-    ssh_options: tuple[str, ...] = ()
+    mode: Mode
+    image: Path | None
+    manifest: Path | None
+    sums: Path | None
+    storage: str | None
+    address: Interface | None
+    gateway: Address | None
+    dns: tuple[str, ...]
+    bridge: str
+    redundancy: int
+    name: str
+    strategy: Strategy
+    allow_from: tuple[Network, ...]
+    register_node: bool
+    backup_storage: str | None
+    backup_schedule: str
+    disk_size: int | None
+    wait_timeout: float
+    ssh_options: tuple[str, ...]
     root: Path = Path("/")
 
     @property
@@ -92,174 +104,14 @@ class Options:
 
     # The journal keeps the options of a deploy, so --resume and --rollback need only the VMID.
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("image", "manifest", "sums", "address", "gateway", "mode", "strategy"):
-            data[key] = None if data[key] is None else str(data[key])
-        data["allow_from"] = [str(n) for n in self.allow_from]
-        data["dns"] = list(self.dns)
-        data["ssh_options"] = list(self.ssh_options)
-        del data["root"]
-        return data
+        return OPTIONS.to_json(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], root: Path) -> Options:
-        return cls(
-            vmid=int(data["vmid"]),
-            mode=Mode(data.get("mode", "deploy")),
-            image=_path(data.get("image")),
-            manifest=_path(data.get("manifest")),
-            sums=_path(data.get("sums")),
-            storage=data.get("storage"),
-            address=ipaddress.ip_interface(data["address"]) if data.get("address") else None,
-            gateway=ipaddress.ip_address(data["gateway"]) if data.get("gateway") else None,
-            dns=tuple(data.get("dns", ())),
-            bridge=data.get("bridge", "vmbr0"),
-            redundancy=int(data.get("redundancy", 3)),
-            name=data.get("name", "linstor-controller"),
-            strategy=Strategy(data.get("strategy", "device-path")),
-            allow_from=tuple(ipaddress.ip_network(n) for n in data.get("allow_from", ())),
-            register_node=bool(data.get("register_node", True)),
-            backup_storage=data.get("backup_storage"),
-            backup_schedule=data.get("backup_schedule", "02:30"),
-            disk_size=data.get("disk_size"),
-            wait_timeout=float(data.get("wait_timeout", 300.0)),
-            ssh_options=tuple(data.get("ssh_options", ())),
-            root=root,
-        )
+        return OPTIONS.build(OPTIONS.from_json(data), root=root)
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
-
-
-# Settings a resumed deploy must keep: changing any of them midway would leave a half-built mix.
-FIXED_ON_RESUME = ("image", "storage", "address", "gateway", "dns", "bridge", "redundancy", "name", "strategy",
-                   "allow_from", "register_node", "backup_storage", "backup_schedule", "disk_size")  # fmt: skip
-
-
-def merge_with_journal(given: Options, recorded: Options, explicit: set[str]) -> Options:
-    """The recorded deploy's options, with what may change between attempts taken from `given`."""
-    for name in FIXED_ON_RESUME:
-        if name in explicit and getattr(given, name) != getattr(recorded, name):
-            flag = "--ip" if name == "address" else "--" + name.replace("_", "-")
-            die(f"{flag} differs from the unfinished deploy of VM {given.vmid} "
-                f"({getattr(given, name)} instead of {getattr(recorded, name)})",
-                hint="leave it out to use the recorded value, or roll back with --rollback first")  # fmt: skip
-    return replace(recorded, mode=given.mode, wait_timeout=given.wait_timeout, ssh_options=given.ssh_options,
-                   root=given.root)  # fmt: skip
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # Types are checked by from_args(), not argparse, so every bad value gets the same one-line error.
-    parser.add_argument("--image", metavar="FILE", help="the appliance image (.raw or .raw.zst); manifest.json and "
-                        "SHA256SUMS are expected next to it")  # fmt: skip
-    parser.add_argument("--manifest", metavar="FILE", help="manifest.json of the image (default: next to it)")
-    parser.add_argument("--sums", metavar="FILE", help="SHA256SUMS of the image (default: next to it)")
-    parser.add_argument("--vmid", metavar="ID", help="VMID of the controller VM")
-    parser.add_argument("--storage", metavar="ID", help="the drbd storage whose resource group holds the VM disk")
-    parser.add_argument("--ip", metavar="CIDR", help="the VM's static address with prefix, e.g. 10.0.0.100/24")
-    parser.add_argument("--gateway", metavar="IP", help="default gateway of the VM")
-    parser.add_argument("--dns", metavar="IP", action="append", help="DNS server of the VM (repeatable)")
-    parser.add_argument("--bridge", metavar="BRIDGE", help="bridge of the VM's network card (default vmbr0)")
-    parser.add_argument("--redundancy", metavar="N", help="diskful replicas of the VM disk (default 3)")
-    parser.add_argument("--name", metavar="NAME", help="VM name and LINSTOR node name (default linstor-controller)")
-    parser.add_argument("--strategy", metavar="KIND", help="device-path (default) or controllervm "
-                        "(linstor-proxmox 5.2.2 and older only)")  # fmt: skip
-    parser.add_argument("--allow-from", metavar="CIDR", action="append",
-                        help="network that may reach SSH and the REST API besides the cluster nodes (repeatable)")
-    parser.add_argument("--no-register-node", action="store_true",
-                        help="do not register the VM as a Controller node in LINSTOR")
-    parser.add_argument("--backup-storage", metavar="ID", help="create a scheduled vzdump job to this storage")
-    parser.add_argument("--backup-schedule", metavar="WHEN", help="calendar event of the backup job (default 02:30)")
-    parser.add_argument("--disk-size", metavar="SIZE", help="VM disk size (default: the size the image was built "
-                        "for)")  # fmt: skip
-    parser.add_argument("--wait-timeout", metavar="SECONDS", help="how long to wait for the controller in the VM "
-                        "(default 300)")  # fmt: skip
-    parser.add_argument("--ssh-option", metavar="OPTION", action="append",
-                        help="extra ssh -o option for reaching the other nodes (repeatable)")
-    modes = parser.add_mutually_exclusive_group()
-    modes.add_argument("--dry-run", action="store_true", help="check and print the plan, change nothing")
-    modes.add_argument("--resume", action="store_true", help="continue an interrupted deploy of this VMID")
-    modes.add_argument("--rollback", action="store_true", help="undo a deploy of this VMID")
-
-
-def explicit_options(args: argparse.Namespace) -> set[str]:
-    """Which Options fields the command line set (for comparing with a recorded deploy)."""
-    names = {"image": "image", "storage": "storage", "ip": "address", "gateway": "gateway", "dns": "dns",
-             "bridge": "bridge", "redundancy": "redundancy", "name": "name", "strategy": "strategy",
-             "allow_from": "allow_from", "backup_storage": "backup_storage", "backup_schedule": "backup_schedule",
-             "disk_size": "disk_size"}  # fmt: skip
-    found = {field for arg, field in names.items() if getattr(args, arg, None) is not None}
-    if getattr(args, "no_register_node", False):
-        found.add("register_node")
-    return found
-
-
-def from_args(args: argparse.Namespace, root: Path = Path("/")) -> Options:
-    mode = Mode.deploy
-    if args.dry_run:
-        mode = Mode.dry_run
-    elif args.resume:
-        mode = Mode.resume
-    elif args.rollback:
-        mode = Mode.rollback
-    if args.vmid is None:
-        die("--vmid is required", hint="give the VMID of the controller VM, e.g. --vmid 100")
-    vmid = parse_vmid(args.vmid)
-    fresh = mode in (Mode.deploy, Mode.dry_run)
-    if fresh:
-        for flag, value in (("--image", args.image), ("--storage", args.storage), ("--ip", args.ip),
-                            ("--gateway", args.gateway)):  # fmt: skip
-            if value is None:
-                die(f"{flag} is required", hint="see 'linstor-appliance deploy --help'")
-    image = Path(args.image).expanduser().absolute() if args.image else None
-    if image is not None and not image.name.endswith((".raw", ".raw.zst", ".img", ".img.zst")):
-        die(f"{image.name} is neither a raw image nor its .zst", hint="pass linstor-controller.raw or .raw.zst")
-    manifest = Path(args.manifest).expanduser().absolute() if args.manifest else (
-        image.parent / "manifest.json" if image else None)  # fmt: skip
-    sums = Path(args.sums).expanduser().absolute() if args.sums else (image.parent / "SHA256SUMS" if image else None)
-    storage = args.storage
-    if storage is not None and not STORAGE_ID_RE.match(storage):
-        die(f"invalid storage ID '{storage}'", hint="use the ID of a drbd entry in /etc/pve/storage.cfg")
-    address = parse_interface(args.ip) if args.ip else None
-    gateway = parse_ip(args.gateway) if args.gateway else None
-    if address is not None and gateway is not None:
-        if gateway.version != address.version or gateway not in address.network:
-            die(f"gateway {gateway} is not inside {address.network}", hint="use a gateway on the VM's subnet")
-        if gateway == address.ip:
-            die(f"gateway {gateway} is the VM's own address", hint="use the router's address")
-    dns = tuple(str(parse_ip(v)) for item in (args.dns or []) for v in item.split(",") if v.strip())
-    bridge = args.bridge or "vmbr0"
-    if not BRIDGE_RE.match(bridge):
-        die(f"invalid bridge name '{bridge}'", hint="use the name of a Linux bridge such as vmbr0")
-    redundancy = _positive(args.redundancy, "--redundancy", 3)
-    name = args.name or "linstor-controller"
-    if not NAME_RE.match(name):
-        die(f"invalid name '{name}'", hint="use lower-case letters, digits and '-', at most 63 characters")
-    try:
-        strategy = Strategy(args.strategy or "device-path")
-    except ValueError:
-        die(f"unknown strategy '{args.strategy}'", hint="use device-path or controllervm")
-    allow_from = tuple(_network(v) for item in (args.allow_from or []) for v in item.split(",") if v.strip())
-    if args.backup_storage is not None and not STORAGE_ID_RE.match(args.backup_storage):
-        die(f"invalid storage ID '{args.backup_storage}'", hint="use a storage with backup content")
-    schedule = args.backup_schedule or "02:30"
-    if not SCHEDULE_RE.match(schedule):
-        die(f"invalid backup schedule '{schedule}'", hint="use a calendar event such as 02:30 or 'sat 03:00'")
-    if args.backup_schedule and not args.backup_storage and fresh:
-        die("--backup-schedule needs --backup-storage", hint="name the storage the backups go to")
-    disk_size = parse_size(args.disk_size) if args.disk_size else None
-    if disk_size is not None and disk_size < 4 * 2**20:
-        die(f"disk size {args.disk_size} is too small", hint="leave --disk-size out to use the size the image was "
-            "built for (2G by default)")
-    wait_timeout = float(_positive(args.wait_timeout, "--wait-timeout", 300))
-    return Options(
-        vmid=vmid, mode=mode, image=image, manifest=manifest, sums=sums, storage=storage, address=address,
-        gateway=gateway, dns=dns, bridge=bridge, redundancy=redundancy, name=name, strategy=strategy,
-        allow_from=allow_from, register_node=not args.no_register_node, backup_storage=args.backup_storage,
-        backup_schedule=schedule, disk_size=disk_size, wait_timeout=wait_timeout,
-        ssh_options=tuple(args.ssh_option or ()), root=root,
-    )  # fmt: skip
+# Parsers: one command-line value to its typed value, or one line on what is wrong.
 
 
 def parse_vmid(value: str) -> int:
@@ -268,12 +120,50 @@ def parse_vmid(value: str) -> int:
     return int(value)
 
 
-def _positive(value: str | None, flag: str, default: int) -> int:
-    if value is None:
-        return default
-    if not re.fullmatch(r"\d+", str(value)) or int(value) < 1:
-        die(f"invalid {flag} '{value}'", hint="use a whole number of at least 1")
-    return int(value)
+def _file(value: str) -> Path:
+    return Path(value).expanduser().absolute()
+
+
+def _image(value: str) -> Path:
+    image = _file(value)
+    if not image.name.endswith((".raw", ".raw.zst", ".img", ".img.zst")):
+        die(f"{image.name} is neither a raw image nor its .zst", hint="pass linstor-controller.raw or .raw.zst")
+    return image
+
+
+def _storage(value: str) -> str:
+    if not STORAGE_ID_RE.match(value):
+        die(f"invalid storage ID '{value}'", hint="use the ID of a drbd entry in /etc/pve/storage.cfg")
+    return value
+
+
+def _backup_storage(value: str) -> str:
+    if not STORAGE_ID_RE.match(value):
+        die(f"invalid storage ID '{value}'", hint="use a storage with backup content")
+    return value
+
+
+def _dns_server(value: str) -> str:
+    return str(parse_ip(value))
+
+
+def _bridge(value: str) -> str:
+    if not BRIDGE_RE.match(value):
+        die(f"invalid bridge name '{value}'", hint="use the name of a Linux bridge such as vmbr0")
+    return value
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        die(f"invalid name '{value}'", hint="use lower-case letters, digits and '-', at most 63 characters")
+    return value
+
+
+def _strategy(value: str) -> Strategy:
+    try:
+        return Strategy(value)
+    except ValueError:
+        die(f"unknown strategy '{value}'", hint="use device-path or controllervm")
 
 
 def _network(value: str) -> Network:
@@ -281,3 +171,105 @@ def _network(value: str) -> Network:
         return ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
         die(f"invalid network '{value}'", hint="write it in CIDR form, for example 192.168.1.0/24")
+
+
+def _schedule(value: str) -> str:
+    if not SCHEDULE_RE.match(value):
+        die(f"invalid backup schedule '{value}'", hint="use a calendar event such as 02:30 or 'sat 03:00'")
+    return value
+
+
+def _disk_size(value: str) -> int:
+    size = parse_size(value)
+    if size < 4 * 2**20:
+        die(f"disk size {value} is too small", hint="leave --disk-size out to use the size the image was "
+            "built for (2G by default)")  # fmt: skip
+    return size
+
+
+def _seconds(value: str) -> float:
+    return float(whole_number(1)(value))
+
+
+OPTIONS: OptionTable[Options] = OptionTable(Options, "linstor-appliance deploy", outside=("root",), options=(
+    Option("image", "--image", _image, None, "the appliance image (.raw or .raw.zst); manifest.json and "
+           "SHA256SUMS are expected next to it", "FILE", need=Need.FRESH),
+    Option("manifest", "--manifest", _file, None, "manifest.json of the image", "FILE",
+           default_help="next to the image", on_resume=OnResume.RECORDED),
+    Option("sums", "--sums", _file, None, "SHA256SUMS of the image", "FILE", default_help="next to the image",
+           on_resume=OnResume.RECORDED),
+    Option("vmid", "--vmid", parse_vmid, None, "VMID of the controller VM", "ID", need=Need.ALWAYS,
+           missing_hint="give the VMID of the controller VM, e.g. --vmid 100", on_resume=OnResume.RECORDED),
+    Option("storage", "--storage", _storage, None, "the drbd storage whose resource group holds the VM disk", "ID",
+           need=Need.FRESH),
+    Option("address", "--ip", parse_interface, None, "the VM's static address with prefix, e.g. 10.0.0.100/24",
+           "CIDR", need=Need.FRESH),
+    Option("gateway", "--gateway", parse_ip, None, "default gateway of the VM", "IP", need=Need.FRESH),
+    Option("dns", "--dns", _dns_server, (), "DNS server of the VM", "IP", repeat=True, commas=True),
+    Option("bridge", "--bridge", _bridge, "vmbr0", "bridge of the VM's network card", "BRIDGE"),
+    Option("redundancy", "--redundancy", whole_number(1), 3, "diskful replicas of the VM disk", "N"),
+    Option("name", "--name", _name, "linstor-controller", "VM name and LINSTOR node name", "NAME"),
+    Option("strategy", "--strategy", _strategy, Strategy.device_path, "device-path or controllervm (linstor-proxmox "
+           "5.2.2 and older only)", "KIND"),
+    Option("allow_from", "--allow-from", _network, (), "network that may reach SSH and the REST API besides the "
+           "cluster nodes", "CIDR", repeat=True, commas=True),
+    Option("register_node", None, None, True, switches=(
+        Switch("--no-register-node", False, "do not register the VM as a Controller node in LINSTOR"),)),
+    Option("backup_storage", "--backup-storage", _backup_storage, None, "create a scheduled vzdump job to this "
+           "storage", "ID"),
+    Option("backup_schedule", "--backup-schedule", _schedule, "02:30", "calendar event of the backup job", "WHEN"),
+    Option("disk_size", "--disk-size", _disk_size, None, "VM disk size", "SIZE",
+           default_help="the size the image was built for"),
+    Option("wait_timeout", "--wait-timeout", _seconds, 300.0, "how long to wait for the controller in the VM, in "
+           "seconds", "SECONDS", on_resume=OnResume.GIVEN),
+    Option("ssh_options", "--ssh-option", str, (), "extra ssh -o option for reaching the other nodes", "OPTION",
+           repeat=True, on_resume=OnResume.GIVEN),
+    Option("mode", None, None, Mode.deploy, on_resume=OnResume.GIVEN, switches=(
+        Switch("--dry-run", Mode.dry_run, "check and print the plan, change nothing"),
+        Switch("--resume", Mode.resume, "continue an interrupted deploy of this VMID"),
+        Switch("--rollback", Mode.rollback, "undo a deploy of this VMID"))),
+))  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    OPTIONS.add_arguments(parser)
+
+
+def explicit_options(args: argparse.Namespace) -> set[str]:
+    """Which Options fields the command line set (for comparing with a recorded deploy)."""
+    return OPTIONS.explicit(args)
+
+
+def from_args(args: argparse.Namespace, root: Path = Path("/")) -> Options:
+    mode: Mode = OPTIONS.read(args, "mode")
+    values = OPTIONS.parse(args, fresh=mode in FRESH_MODES)
+    image: Path | None = values["image"]
+    if image is not None:
+        values["manifest"] = values["manifest"] or image.parent / "manifest.json"
+        values["sums"] = values["sums"] or image.parent / "SHA256SUMS"
+    options = OPTIONS.build(values, root=root)
+    check(options, OPTIONS.explicit(args))
+    return options
+
+
+def check(options: Options, explicit: set[str]) -> None:
+    """What no single option can say about itself."""
+    address, gateway = options.address, options.gateway
+    if address is not None and gateway is not None:
+        if gateway.version != address.version or gateway not in address.network:
+            die(f"gateway {gateway} is not inside {address.network}", hint="use a gateway on the VM's subnet")
+        if gateway == address.ip:
+            die(f"gateway {gateway} is the VM's own address", hint="use the router's address")
+    if "backup_schedule" in explicit and options.backup_storage is None and options.mode in FRESH_MODES:
+        die("--backup-schedule needs --backup-storage", hint="name the storage the backups go to")
+
+
+def merge_with_journal(given: Options, recorded: Options, explicit: set[str]) -> Options:
+    """The recorded deploy's options, with what may change between attempts taken from `given`."""
+    # Fixed options: changing any of them midway would leave a half-built mix.
+    refused = OPTIONS.refused_on_resume(given, recorded, explicit)
+    if refused is not None:
+        die(f"{refused.label} differs from the unfinished deploy of VM {given.vmid} "
+            f"({getattr(given, refused.field)} instead of {getattr(recorded, refused.field)})",
+            hint="leave it out to use the recorded value, or roll back with --rollback first")  # fmt: skip
+    return OPTIONS.resume(given, recorded)
