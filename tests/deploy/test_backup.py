@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
 from sim.cluster import SimCluster
 
 from builder.errors import ApplianceError
 from deploy.daytwo import add_resource_group, run_backup, stored
+from deploy.expect import journal
 from deploy.fakeimage import FakeImage
 from deploy.harness import Guest, deploy_args, run_deploy
 
 pytestmark = pytest.mark.sim
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def install_package_units(cluster: SimCluster, node: str) -> None:
+    """What the linstor-appliance package puts on a node: its units, disabled."""
+    target = cluster.root(node) / "lib/systemd/system"
+    target.mkdir(parents=True, exist_ok=True)
+    for unit in (PROJECT / "node/systemd").glob("linstor-appliance-backup.*"):
+        shutil.copy(unit, target / unit.name)
 
 
 @pytest.mark.sim_scenario(nodes=2, linstor_version="1.34", ha_delay=0.05)
 def test_backup_on_every_node_and_only_after_a_change(on_node: SimCluster, image: FakeImage, guest: Guest) -> None:
+    install_package_units(on_node, "pve1")
     assert run_deploy(on_node, deploy_args(image.compressed, redundancy=2)) == 0
+    # The deploy enabled the package's timer where the package is, with the arguments the service passes on.
+    assert on_node.unit_enabled("pve1", "linstor-appliance-backup.timer") == "enabled"
+    assert on_node.unit_active("pve1", "linstor-appliance-backup.timer") == "active"
+    config = (on_node.root("pve1") / "etc/linstor-appliance/backup.conf").read_text()
+    assert "\nLINSTOR_APPLIANCE_BACKUP_ARGS=--vmid 100\n" in config
+    service = (PROJECT / "node/systemd/linstor-appliance-backup.service").read_text()
+    assert "ExecStart=/usr/bin/linstor-appliance backup --timer $LINSTOR_APPLIANCE_BACKUP_ARGS\n" in service
+    timer_args = ("--timer", "--vmid", "100")
+    assert not (on_node.root("pve2") / "etc/linstor-appliance/backup.conf").exists()
+    assert journal(on_node)["steps"]["backup_timer"]["record"]["missing"] == ["pve2"]
     runs_on = on_node.vm_running_on(100)
     other = next(n for n in on_node.nodes if n != runs_on)
 
@@ -33,14 +56,14 @@ def test_backup_on_every_node_and_only_after_a_change(on_node: SimCluster, image
     assert guest.root is not None and not list((guest.root / "var/lib/linstor").glob("linstor-appliance-backup-*"))
 
     # The timer: nothing changed, so no new backup; and the node without the VM never takes one.
-    assert run_backup(on_node, "--vmid", "100", "--timer", node=runs_on) == 0
-    assert run_backup(on_node, "--vmid", "100", "--timer", node=other) == 0
+    assert run_backup(on_node, *timer_args, node=runs_on) == 0
+    assert run_backup(on_node, *timer_args, node=other) == 0
     assert [len(stored(on_node, node)) for node in on_node.nodes] == [1, 1]
 
     add_resource_group(on_node, "10.0.0.100", "changedafterbackup")
-    assert run_backup(on_node, "--vmid", "100", "--timer", node=other) == 0
+    assert run_backup(on_node, *timer_args, node=other) == 0
     assert [len(stored(on_node, node)) for node in on_node.nodes] == [1, 1]
-    assert run_backup(on_node, "--vmid", "100", "--timer", node=runs_on) == 0
+    assert run_backup(on_node, *timer_args, node=runs_on) == 0
     newest = [stored(on_node, node) for node in on_node.nodes]
     assert [len(found) for found in newest] == [2, 2]
     groups = [g["name"] for g in json.loads(newest[0][-1].read_bytes())["resource_groups"]]
