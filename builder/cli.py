@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "deploy": "Deploy the appliance as a highly available controller VM on a Proxmox VE cluster",
     "coldstart": "Make guests on DRBD storage wait for the controller after a cluster-wide outage",
     "backup": "Back up the appliance's LINSTOR database from outside the VM, onto every node or a storage",
+    "restore": "Bring the appliance back from a backup, or the controller back onto this node",
 }
 
 

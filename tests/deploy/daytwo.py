@@ -11,6 +11,8 @@ from sim.cluster import SimCluster
 from builder import cli
 from builder.backup import options as backup_options
 from builder.backup import take
+from builder.restore import options as restore_options
+from builder.restore import runner as restore_runner
 from deploy.harness import SimDirectory, environment
 
 BACKUPS = "var/lib/linstor-appliance/backups"
@@ -50,5 +52,32 @@ def resource_groups(cluster: SimCluster, address: str) -> list[str]:
     lin.connect()
     try:
         return sorted(str(g.name) for g in lin.resource_group_list_raise().resource_groups)
+    finally:
+        lin.disconnect()
+
+
+def run_restore(cluster: SimCluster, *args: str, node: str = "pve1") -> int:
+    """`linstor-appliance restore ARGS` as root on `node`; ApplianceError propagates."""
+    parsed = cli.make_parser().parse_args(["restore", *args])
+    with environment(cluster, node):
+        opts = restore_options.from_args(parsed, root=cluster.root(node))
+        return restore_runner.run(opts, directory=SimDirectory(cluster, node))
+
+
+def node_names(cluster: SimCluster, address: str) -> list[str]:
+    lin = linstor.Linstor(cluster.linstor_url(address))
+    lin.connect()
+    try:
+        return sorted(str(n.name) for n in lin.node_list_raise().nodes)
+    finally:
+        lin.disconnect()
+
+
+def online_satellites(cluster: SimCluster, address: str) -> list[str]:
+    lin = linstor.Linstor(cluster.linstor_url(address))
+    lin.connect()
+    try:
+        return sorted(str(n.name) for n in lin.node_list_raise().nodes
+                      if str(n.type).upper() in ("SATELLITE", "COMBINED") and str(n.connection_status) == "ONLINE")
     finally:
         lin.disconnect()
