@@ -45,7 +45,8 @@ def test_backup_on_every_node_and_only_after_a_change(on_node: SimCluster, image
     runs_on = on_node.vm_running_on(100)
     other = next(n for n in on_node.nodes if n != runs_on)
 
-    assert run_backup(on_node, "--vmid", "100") == 0
+    # Asked for on the node without the VM: the guest agent is reached on the VM's node, over SSH.
+    assert run_backup(on_node, "--vmid", "100", node=other) == 0
     first = [stored(on_node, node) for node in on_node.nodes]
     assert [len(found) for found in first] == [1, 1]
     assert first[0][0].name == first[1][0].name and first[0][0].read_bytes() == first[1][0].read_bytes()
@@ -71,7 +72,8 @@ def test_backup_on_every_node_and_only_after_a_change(on_node: SimCluster, image
 
 
 @pytest.mark.sim_scenario(nodes=1, linstor_version="1.33", ha_delay=0.05)
-def test_backup_to_a_named_storage_keeps_the_last_n(on_node: SimCluster, image: FakeImage, guest: Guest) -> None:
+def test_backup_to_a_named_storage_keeps_the_last_n(on_node: SimCluster, image: FakeImage, guest: Guest,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     assert run_deploy(on_node, deploy_args(image.compressed, redundancy=1)) == 0
     folder = on_node.root("pve1") / "var/lib/vz/linstor-appliance/backups/100"
     for number in range(3):
@@ -79,6 +81,9 @@ def test_backup_to_a_named_storage_keeps_the_last_n(on_node: SimCluster, image: 
         assert run_backup(on_node, "--vmid", "100", "--storage", "local", "--keep", "2") == 0
     kept = sorted(p.name for p in folder.iterdir())
     assert len(kept) == 4 and all(n.endswith((".zip", ".zip.sha256")) for n in kept), kept
+    capsys.readouterr()
+    assert run_backup(on_node, "--vmid", "100", "--storage", "local", "--list") == 0
+    assert capsys.readouterr().out.split() == [f"/var/lib/vz/linstor-appliance/backups/100/{n}" for n in kept[::2]]
     # LINSTOR 1.33: the H2 online backup, a zip around the database file; the newest holds res2.
     with zipfile.ZipFile(folder / kept[-2]) as archive:
         database = json.loads(archive.read("linstordb.mv.db"))

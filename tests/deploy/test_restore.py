@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -100,3 +101,33 @@ def test_restore_to_host(on_node: SimCluster, image: FakeImage, guest: Guest) ->
     record = json.loads((on_node.root("pve1") / "var/lib/linstor-appliance/restore-100.json").read_text())
     saved = Path(record["steps"]["host_controller"]["record"]["host_backup"])
     assert (saved / "var/lib/linstor/linstordb.mv.db").read_bytes() == before["var/lib/linstor/linstordb.mv.db"]
+
+
+IMPORT_TOOL = """#!/bin/sh
+# Test wrapper around the stand-in linstor-database: the simulated node's root replaces / for its database.
+set -e
+[ "$1" = import-db ]
+conf=$(mktemp -d)
+printf '[db]\\n  connection_url = "jdbc:h2:%s/var/lib/linstor/linstordb"\\n' "$PVE_SIM_ROOT" > "$conf/linstor.toml"
+PYTHONPATH={fixtures} exec {python} -m linstor_standin.database_tool import-db -c "$conf" "$2"
+"""
+
+
+@pytest.mark.sim_scenario(nodes=2, linstor_version="1.34", ha_delay=0.05)
+def test_restore_to_host_from_a_json_export(on_node: SimCluster, image: FakeImage, guest: Guest) -> None:
+    """LINSTOR 1.34 exports JSON; putting it back takes LINSTOR's import tool, with this node's controller stopped."""
+    assert run_deploy(on_node, deploy_args(image.compressed, redundancy=2)) == 0
+    tool = on_node.root("pve1") / "usr/share/linstor-server/bin/linstor-database"
+    tool.parent.mkdir(parents=True)
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    tool.write_text(IMPORT_TOOL.format(fixtures=fixtures, python=sys.executable))
+    tool.chmod(0o755)
+    add_resource_group(on_node, "10.0.0.100", "exportedasjson")
+    assert run_backup(on_node, "--vmid", "100") == 0
+    assert stored(on_node, "pve1")[-1].suffix == ".json"
+
+    assert run_restore(on_node, "--vmid", "100", "--to-host") == 0
+
+    assert "vm:100" not in on_node.ha_resources() and on_node.vm_running_on(100) is None
+    assert "exportedasjson" in resource_groups(on_node, "10.0.0.1")
+    assert daytwo.online_satellites(on_node, "10.0.0.1") == ["pve1", "pve2"]
