@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sim.cluster import SimCluster
 
+from builder.deploy.journal import Journal
 from builder.errors import ApplianceError
 from deploy import daytwo
 from deploy.daytwo import add_resource_group, resource_groups, run_backup, run_restore, stored
@@ -131,3 +132,41 @@ def test_restore_to_host_from_a_json_export(on_node: SimCluster, image: FakeImag
     assert "vm:100" not in on_node.ha_resources() and on_node.vm_running_on(100) is None
     assert "exportedasjson" in resource_groups(on_node, "10.0.0.1")
     assert daytwo.online_satellites(on_node, "10.0.0.1") == ["pve1", "pve2"]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing catches it, so the journal stays as the kill left it."""
+
+
+@pytest.mark.sim_scenario(nodes=1, linstor_version="1.20", ha_delay=0.05)
+def test_restore_resumes_after_a_kill(on_node: SimCluster, image: FakeImage, guest: Guest) -> None:
+    assert run_deploy(on_node, deploy_args(image.compressed, redundancy=1)) == 0
+    add_resource_group(on_node, "10.0.0.100", "survivesthekills")
+    assert run_backup(on_node, "--vmid", "100") == 0
+    destroy_vm_and_disk(on_node)
+    finish = Journal.finish_step
+    journal_path = on_node.root("pve1") / "var/lib/linstor-appliance/restore-100.json"
+    for attempt, where in enumerate(("stage", "inject"), 1):
+
+        def finish_then_die(self: Journal, step: str, record: dict[str, object] | None = None,
+                            where: str = where) -> None:  # fmt: skip
+            finish(self, step, record)
+            if step == where:
+                raise Killed(step)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Journal, "finish_step", finish_then_die)
+            with pytest.raises(Killed):
+                if attempt == 1:
+                    run_restore(on_node, "--vmid", "100", "--image", str(image.compressed))
+                else:
+                    run_restore(on_node, "--vmid", "100", "--resume")
+        data = json.loads(journal_path.read_text())
+        assert data["status"] == "running" and data["steps"][where]["state"] == "done", where
+    # A new restore is refused while this one is unfinished.
+    with pytest.raises(ApplianceError, match="did not finish"):
+        run_restore(on_node, "--vmid", "100", "--image", str(image.compressed))
+    assert run_restore(on_node, "--vmid", "100", "--resume") == 0
+    assert json.loads(journal_path.read_text())["status"] == "completed"
+    assert on_node.vm_running_on(100) == "pve1" and guest.check_failures == []
+    assert "survivesthekills" in resource_groups(on_node, "10.0.0.100")
