@@ -104,6 +104,11 @@ class Stage(Step):
                          "(not enabled)"),
         ]  # fmt: skip
 
+    def still_done(self, ctx: Context) -> bool:
+        # The temporary controller is what the next steps talk to; after a reboot it is gone (it is not
+        # enabled), so the step runs again, reusing the backups it already made.
+        return ctx.j.state("handover") == "done" or ctx.pve.unit_active(ctx.pve.local, UNIT)
+
     def apply(self, ctx: Context) -> dict[str, Any]:
         o = ctx.options
         backup = chosen(ctx)
