@@ -29,14 +29,14 @@ class Cluster:
     nodes: list[Node]
 
 
-def cluster(root_transport: Transport) -> Cluster:
-    pve = Pve(root_transport, Node("localhost", "localhost", local=True))
+def cluster(transport: Transport) -> Cluster:
+    pve = Pve(transport, Node("localhost", "localhost", local=True))
     status = pve.cluster_status()
     local = Node(status.local.name, status.local.ip, local=True)
     pve.local = local
     others = [Node(n.name, n.ip) for n in status.nodes if not n.local and n.online]
     pve.remember([local, *others])
-    return Cluster(root_transport, pve, local, [local, *others])
+    return Cluster(transport, pve, local, [local, *others])
 
 
 def places(options: Options, where: Cluster) -> list[Place]:

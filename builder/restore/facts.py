@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tomllib
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from builder.deploy import controller, inject
@@ -89,8 +90,9 @@ def current_manifest(o: DeployOptions) -> dict[str, Any]:
     return dict(json.loads(data))
 
 
-def deploy_options(recorded: dict[str, Any], root: Any, image: Any, wait_timeout: float,
+def deploy_options(recorded: dict[str, Any], root: Path, image: Path | None, wait_timeout: float,
                    ssh_options: tuple[str, ...]) -> DeployOptions:  # fmt: skip
+    """The deploy's recorded options, with the image of this restore (or none) and its waiting and SSH."""
     options = DeployOptions.from_json(recorded, root)
     if image is not None:
         options = replace(options, image=image, manifest=image.parent / "manifest.json",
