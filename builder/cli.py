@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "boot": "Boot an appliance image in QEMU with the serial console as terminal",
     "deploy": "Deploy the appliance as a highly available controller VM on a Proxmox VE cluster",
     "coldstart": "Make guests on DRBD storage wait for the controller after a cluster-wide outage",
+    "backup": "Back up the appliance's LINSTOR database from outside the VM, onto every node or a storage",
+    "restore": "Bring the appliance back from a backup, or the controller back onto this node",
 }
 
 

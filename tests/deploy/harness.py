@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim import network
+from sim import guests, network
 from sim.cluster import SimCluster
 
 from builder import cli
@@ -65,6 +65,7 @@ class Guest:
         self.boots = 0
         self.check_failures: list[str] = []
         self.running = False
+        self.root: Path | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"guest-{vmid}", daemon=True)
 
@@ -83,6 +84,7 @@ class Guest:
                 if node and not self.running:
                     self.boot(node)
                 elif not node and self.running:
+                    guests.unregister(self.cluster.state, self.vmid)
                     self.cluster.stop_controller(self.ip)
                     self.running = False
             except Exception as error:  # noqa: BLE001 - reported through check_failures
@@ -101,6 +103,9 @@ class Guest:
         check = subprocess.run([str(DEPLOY_CHECK), "--root", str(root)], capture_output=True, text=True,
                                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})  # fmt: skip
         self.running = True
+        self.root = root
+        # qemu-guest-agent runs once the VM has booted, whether or not its controller starts.
+        guests.register(self.cluster.state, self.vmid, root)
         if check.returncode != 0:
             # The controller stays stopped, as linstor-appliance-deploy-check.service makes it.
             self.check_failures.append(check.stdout)

@@ -20,9 +20,10 @@ pytestmark = pytest.mark.package
 PROJECT = Path(__file__).resolve().parents[2]
 NAME = f"linstor-appliance_{__version__}_all.deb"
 PAGES = ("linstor-appliance", "linstor-appliance-build", "linstor-appliance-boot", "linstor-appliance-deploy",
-         "linstor-appliance-coldstart")  # fmt: skip
+         "linstor-appliance-coldstart", "linstor-appliance-backup", "linstor-appliance-restore")  # fmt: skip
 TIMER = "linstor-coldstart-retry.timer"
-UNITS = ("linstor-coldstart-retry.service", TIMER)
+UNITS = ("linstor-coldstart-retry.service", TIMER, "linstor-appliance-backup.service",
+         "linstor-appliance-backup.timer")
 
 
 def build(outdir: Path) -> Path:

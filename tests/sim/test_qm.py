@@ -157,3 +157,36 @@ def test_absolute_path_drive_needs_local_device(sim_cluster: SimCluster) -> None
     assert result.returncode == 255
     assert f"Could not open '/dev/drbd/by-res/{res}/0': No such file or directory" in result.stderr
     assert result.stderr.endswith("start failed: QEMU exited with code 1\n")
+
+
+def test_guest_exec_errors_and_reply(sim_cluster: SimCluster, tmp_path: Path) -> None:
+    """proxmox.md section 10.2: each refusal's text and exit 255; a reply is pretty JSON, exit 0 whatever the
+    program's own exit code; the program sees the guest's files."""
+    from . import guests
+
+    create_vm(sim_cluster)
+    exec_ = ["qm", "guest", "exec", "100", "--", "sh", "-c", "cat /etc/hostname; echo oops >&2; exit 3"]
+    result = sim_cluster.run("pve1", *exec_)
+    assert (result.returncode, result.stderr) == (255, "No QEMU guest agent configured\n")
+    assert sim_cluster.run("pve1", "qm", "set", "100", "--agent", "enabled=1").returncode == 0
+    result = sim_cluster.run("pve1", *exec_)
+    assert (result.returncode, result.stderr) == (255, "VM 100 is not running\n")
+    assert sim_cluster.run("pve1", "qm", "start", "100").returncode == 0
+    result = sim_cluster.run("pve1", *exec_)
+    assert (result.returncode, result.stderr) == (255, "QEMU guest agent is not running\n")
+    result = sim_cluster.run("pve2", *exec_)
+    assert (result.returncode, result.stderr) == (255, "Configuration file 'nodes/pve2/qemu-server/100.conf' does not "
+                                                       "exist\n")  # fmt: skip
+
+    root = tmp_path / "guest-root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("linstor-controller\n")
+    guests.register(sim_cluster.state, 100, root)
+    result = sim_cluster.run("pve1", *exec_)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ('{\n   "err-data" : "oops\\n",\n   "err-truncated" : 0,\n   "exitcode" : 3,\n'
+                             '   "exited" : 1,\n   "out-data" : "linstor-controller\\n",\n   "out-truncated" : 0\n}\n')
+    quiet = sim_cluster.run("pve1", "qm", "guest", "exec", "100", "--", "true")
+    assert quiet.stdout == '{\n   "exitcode" : 0,\n   "exited" : 1\n}\n'
+    missing = sim_cluster.run("pve1", "qm", "guest", "exec", "100", "--", "no-such-program")
+    assert missing.returncode == 255 and missing.stderr.startswith("Agent error: Guest agent command failed")

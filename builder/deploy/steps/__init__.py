@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from builder.deploy.steps.backupjob import BackupJob
+from builder.deploy.steps.backuptimer import BackupTimer
 from builder.deploy.steps.base import Action, Step
 from builder.deploy.steps.disk import Disk
 from builder.deploy.steps.handover import Handover
@@ -16,6 +17,6 @@ from builder.deploy.steps.verify import Verify
 from builder.deploy.steps.vm import Vm
 
 ALL: tuple[Step, ...] = (Disk(), Vm(), Image(), Register(), Units(), Handover(), Inject(), Start(), Verify(),
-                         Storage(), BackupJob())  # fmt: skip
+                         Storage(), BackupJob(), BackupTimer())  # fmt: skip
 
 __all__ = ["ALL", "Action", "Step"]

@@ -1,15 +1,18 @@
 """Fake `qm` (qemu-server 8.4): create, set, config, status, start, stop, shutdown, destroy, list,
-disk import / importdisk, migrate. Node-local like the real one (proxmox.md section 1)."""
+disk import / importdisk, migrate, guest exec (its guest side: sim/guests.py). Node-local like the real one
+(proxmox.md section 1)."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import subprocess
 import sys
 import uuid
 from pathlib import Path
 
-from .. import drbd, ha, plugin, pmxcfs, reactor, storage, vmconf, vms
+from .. import drbd, guests, ha, plugin, pmxcfs, reactor, storage, vmconf, vms
 from ._cli import Context, Fail, parse_options, run, warn
 
 QEMU_VERSION = "9.2.0"
@@ -484,6 +487,82 @@ def cmd_migrate(ctx: Context, argv: list[str]) -> int:
     raise Fail("sim: migration of non-HA VMs is not simulated", 2)
 
 
+# --- qm guest (proxmox.md section 10) -----------------------------------------------------------------
+GUEST_OUTPUT_MAX = 16 * 2**20
+STDIN_MAX = 2**20
+USAGE_GUEST_EXEC = "qm guest exec <vmid> [<extra-args>] [OPTIONS]"
+
+
+def _pretty(value: object) -> str:
+    # Perl's to_json(pretty, canonical): 3-space indent, "key" : value, sorted keys.
+    return json.dumps(value, indent=3, sort_keys=True, separators=(",", " : "), ensure_ascii=False)
+
+
+def _agent_checks(ctx: Context, vmid: int) -> Path:
+    conf = _load_local(ctx, vmid)
+    agent = conf.values.get("agent")
+    if agent is None:
+        raise Fail("No QEMU guest agent configured")
+    if vms.status(ctx.state, vmid) != "running" or vms.running_node(ctx.state, vmid) != ctx.node:
+        raise Fail(f"VM {vmid} is not running")
+    if agent.split(",")[0].replace("enabled=", "") != "1":
+        # Inferred (qemu-server Agent.pm assert_agent_available): an agent switched off in the config.
+        raise Fail("QEMU guest agent is not enabled")
+    root = guests.agent_root(ctx.state, vmid)
+    if root is None:
+        raise Fail("QEMU guest agent is not running")
+    return root
+
+
+def cmd_guest_exec(ctx: Context, argv: list[str]) -> int:
+    words, command = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    positional, opts = parse_options(words, {"timeout": True, "synchronous": True, "pass-stdin": True},
+                                     USAGE_GUEST_EXEC)  # fmt: skip
+    if not positional:
+        raise Fail(f"400 not enough arguments\n{USAGE_GUEST_EXEC}")
+    vmid = _vmid(positional[0], USAGE_GUEST_EXEC)
+    command = positional[1:] + command
+    synchronous = opts.get("synchronous", "1") != "0"
+    if "timeout" in opts and not synchronous:
+        raise Fail("400 Parameter verification failed.\nsynchronous: needs to be set for 'timeout'")
+    stdin = None
+    if opts.get("pass-stdin") == "1":
+        stdin = sys.stdin.buffer.read(STDIN_MAX + 1)
+        if len(stdin) > STDIN_MAX:
+            raise Fail("'input-data' (STDIN) is limited to 1 MiB, aborting")
+    if not command and stdin is None:
+        raise Fail("command or input-data (or both) required")
+    root = _agent_checks(ctx, vmid)
+    timeout = float(opts.get("timeout", "30"))
+    pid = 1000 + random.randrange(30000)
+    if not synchronous:
+        print(_pretty({"pid": pid}))
+        return 0
+    try:
+        done = guests.execute(ctx.state, root, command, stdin, timeout or None)
+    except FileNotFoundError:
+        raise Fail("Agent error: Guest agent command failed, error was 'Failed to execute child process "
+                   f"\u201c{command[0]}\u201d (No such file or directory)'") from None  # fmt: skip
+    except subprocess.TimeoutExpired:
+        # The real program goes on running in the guest; the simulation's was killed by the timeout.
+        print("timeout reached, returning pid", file=sys.stderr)
+        print(_pretty({"pid": pid}))
+        return 0
+    reply: dict[str, object] = {"exited": 1, "exitcode": done.returncode}
+    for key, stream in (("out", done.stdout), ("err", done.stderr)):
+        if stream:
+            reply[f"{key}-data"] = stream[:GUEST_OUTPUT_MAX].decode("utf-8", errors="replace")
+            reply[f"{key}-truncated"] = 1 if len(stream) > GUEST_OUTPUT_MAX else 0
+    print(_pretty(reply))
+    return 0
+
+
+def cmd_guest(ctx: Context, argv: list[str]) -> int:
+    if argv and argv[0] == "exec":
+        return cmd_guest_exec(ctx, argv[1:])
+    raise Fail(f"sim: 'qm guest {' '.join(argv[:1])}' is not simulated (only 'qm guest exec')")
+
+
 def main(ctx: Context, argv: list[str]) -> int:
     reactor.tick(ctx.state)
     if not argv:
@@ -494,7 +573,7 @@ def main(ctx: Context, argv: list[str]) -> int:
     handlers = {
         "create": cmd_create, "set": cmd_set, "config": cmd_config, "status": cmd_status, "start": cmd_start,
         "stop": cmd_stop, "shutdown": lambda c, a: cmd_stop(c, a, "shutdown"), "destroy": cmd_destroy,
-        "list": cmd_list, "importdisk": cmd_disk_import, "migrate": cmd_migrate,
+        "list": cmd_list, "importdisk": cmd_disk_import, "migrate": cmd_migrate, "guest": cmd_guest,
     }  # fmt: skip
     handler = handlers.get(command)
     if handler is None:
