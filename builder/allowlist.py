@@ -10,9 +10,16 @@ loaded and in place.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
+from builder.deploy import controller
+from builder.deploy.context import Context
+from builder.deploy.options import Options
 from builder.deploy.pve import Pve
+from builder.deploy.steps.inject import firewall
+from builder.errors import ApplianceError
 
 GUEST_PATH = "/etc/nftables.conf"
 # Checked before it replaces the file; the file is what nftables.service loads at the next boot.
@@ -23,6 +30,32 @@ APPLY_SCRIPT = (
 APPLY_ARGV = ("sh", "-c", APPLY_SCRIPT)
 READ_ARGV = ("cat", GUEST_PATH)
 TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class _FirewallFacts:
+    node_ips: list[str]
+    firewall_ports: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _FirewallInputs:
+    options: Options
+    f: _FirewallFacts
+
+
+def ports(options: Options) -> tuple[int, ...]:
+    """SSH and the controller's HTTP and HTTPS ports, as the deploy's preflight chose them from linstor.toml."""
+    path = options.root / "etc/linstor/linstor.toml"
+    _, http, https = controller.http_settings(path.read_text() if path.exists() else "")
+    return tuple(sorted({22, http, https or 3371}))
+
+
+def expected(options: Options, node_ips: Sequence[str]) -> str:
+    """The ruleset the deploy would write for these nodes: rendered by the deploy's own firewall(ctx), which
+    reads only the options and the facts' node addresses and ports."""
+    inputs = _FirewallInputs(options, _FirewallFacts(list(node_ips), ports(options)))
+    return firewall(cast(Context, inputs))
 
 
 @dataclass(frozen=True)
@@ -50,8 +83,12 @@ def guest_exec(pve: Pve, vmid: int, argv: tuple[str, ...], stdin: str | None = N
     if entry is None:
         return GuestResult(None, error=f"VM {vmid} does not exist")
     options = ["--timeout", str(TIMEOUT)] + (["--pass-stdin", "1"] if stdin is not None else [])
-    result = pve.transport.run(pve.node(str(entry["node"])), ["qm", "guest", "exec", str(vmid), *options, "--", *argv],
-                               input=stdin, check=False, timeout=TIMEOUT + 15)  # fmt: skip
+    try:
+        result = pve.transport.run(pve.node(str(entry["node"])), ["qm", "guest", "exec", str(vmid), *options, "--",
+                                                                  *argv], input=stdin, check=False,
+                                   timeout=TIMEOUT + 15)  # fmt: skip
+    except ApplianceError as error:
+        return GuestResult(None, error=error.message)
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         return GuestResult(None, error=lines[-1].strip() if lines else f"qm exited with code {result.returncode}")

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "boot": "Boot an appliance image in QEMU with the serial console as terminal",
     "deploy": "Deploy the appliance as a highly available controller VM on a Proxmox VE cluster",
     "coldstart": "Make guests on DRBD storage wait for the controller after a cluster-wide outage",
+    "status": "Show the appliance's health (exit 0 ok, 1 warning, 2 critical)",
 }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim import network
+from sim import guests, network
 from sim.cluster import SimCluster
 
 from builder import cli
@@ -80,6 +80,7 @@ class Guest:
                     self.boot(node)
                 elif not node and self.running:
                     self.cluster.stop_controller(self.ip)
+                    guests.register(self.cluster.state, self.vmid, None)
                     self.running = False
             except Exception as error:  # noqa: BLE001 - reported through check_failures
                 self.check_failures.append(f"guest error: {error}")
@@ -97,6 +98,8 @@ class Guest:
         check = subprocess.run([str(DEPLOY_CHECK), "--root", str(root)], capture_output=True, text=True,
                                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})  # fmt: skip
         self.running = True
+        # qemu-guest-agent answers from here on, whatever the deploy check says.
+        guests.register(self.cluster.state, self.vmid, root)
         if check.returncode != 0:
             # The controller stays stopped, as linstor-appliance-deploy-check.service makes it.
             self.check_failures.append(check.stdout)

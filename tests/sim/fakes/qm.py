@@ -3,13 +3,15 @@ disk import / importdisk, migrate. Node-local like the real one (proxmox.md sect
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import subprocess
 import sys
 import uuid
 from pathlib import Path
 
-from .. import drbd, ha, plugin, pmxcfs, reactor, storage, vmconf, vms
+from .. import drbd, guests, ha, plugin, pmxcfs, reactor, storage, vmconf, vms
 from ._cli import Context, Fail, parse_options, run, warn
 
 QEMU_VERSION = "9.2.0"
@@ -484,6 +486,56 @@ def cmd_migrate(ctx: Context, argv: list[str]) -> int:
     raise Fail("sim: migration of non-HA VMs is not simulated", 2)
 
 
+def _perl_json(data: dict[str, object]) -> str:
+    # Perl's to_json(pretty, canonical): 3-space indent, "key" : value, sorted keys (proxmox.md section 10.2).
+    return json.dumps(data, indent=3, sort_keys=True, separators=(",", " : "))
+
+
+def cmd_guest(ctx: Context, argv: list[str]) -> int:
+    """`qm guest exec <vmid> [--timeout N] [--pass-stdin 0|1] [--] <prog> [args...]` (proxmox.md section 10)."""
+    usage = "qm guest exec <vmid> [<extra-args>] [OPTIONS]"
+    if not argv or argv[0] != "exec":
+        raise Fail(f"ERROR: unknown command 'qm guest {' '.join(argv)}'\nUSAGE: qm <COMMAND> [ARGS] [OPTIONS]")
+    words = argv[1:]
+    program = words[words.index("--") + 1:] if "--" in words else []
+    words = words[:words.index("--")] if "--" in words else words
+    positional, opts = parse_options(words, {"timeout": True, "pass-stdin": True, "synchronous": True}, usage)
+    if not positional:
+        raise Fail(f"400 not enough arguments\n{usage}")
+    vmid = _vmid(positional[0], usage)
+    program = positional[1:] + program
+    conf = _load_local(ctx, vmid)
+    if "agent" not in conf.values:
+        raise Fail("No QEMU guest agent configured")
+    if vms.status(ctx.state, vmid) != "running":
+        raise Fail(f"VM {vmid} is not running")
+    root = guests.root(ctx.state, vmid)
+    if root is None:
+        raise Fail("QEMU guest agent is not running")
+    stdin = sys.stdin.read() if opts.get("pass-stdin") == "1" else None
+    if not program and stdin is None:
+        raise Fail("command or input-data (or both) required")
+    timeout = float(opts.get("timeout") or 30)
+    command = ["unshare", "--mount", "--net", "--", "sh", "-c", 'mount --bind "$0/etc" /etc && exec "$@"', str(root),
+               *program]  # fmt: skip
+    try:
+        done = subprocess.run(command, input=stdin or "", capture_output=True, text=True, timeout=timeout or None)
+    except subprocess.TimeoutExpired:
+        print("timeout reached, returning pid", file=sys.stderr)
+        print(_perl_json({"pid": 4242}))
+        return 0
+    except FileNotFoundError as error:
+        raise Fail(f"Agent error: Guest agent command failed, error was 'Failed to execute child process "
+                   f"\u201c{program[0]}\u201d ({error.strerror})'") from error  # fmt: skip
+    result: dict[str, object] = {"exitcode": done.returncode, "exited": 1}
+    if done.stdout:
+        result["out-data"] = done.stdout
+    if done.stderr:
+        result["err-data"] = done.stderr
+    print(_perl_json(result))
+    return 0
+
+
 def main(ctx: Context, argv: list[str]) -> int:
     reactor.tick(ctx.state)
     if not argv:
@@ -494,7 +546,7 @@ def main(ctx: Context, argv: list[str]) -> int:
     handlers = {
         "create": cmd_create, "set": cmd_set, "config": cmd_config, "status": cmd_status, "start": cmd_start,
         "stop": cmd_stop, "shutdown": lambda c, a: cmd_stop(c, a, "shutdown"), "destroy": cmd_destroy,
-        "list": cmd_list, "importdisk": cmd_disk_import, "migrate": cmd_migrate,
+        "list": cmd_list, "importdisk": cmd_disk_import, "migrate": cmd_migrate, "guest": cmd_guest,
     }  # fmt: skip
     handler = handlers.get(command)
     if handler is None:
