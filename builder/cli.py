@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "deploy": "Deploy the appliance as a highly available controller VM on a Proxmox VE cluster",
     "coldstart": "Make guests on DRBD storage wait for the controller after a cluster-wide outage",
     "status": "Show the appliance's health (exit 0 ok, 1 warning, 2 critical)",
+    "sync": "Bring the appliance up to date with the cluster's nodes (allowlist, boot units, replicas)",
 }
 
 
