@@ -245,7 +245,8 @@ def firewall(s: Status) -> list[Line]:
 
 
 def coldstart(s: Status) -> list[Line]:
-    have, missing = [], []
+    have: list[str] = []
+    missing: list[str] = []
     for member in s.members:
         if not member.online:
             continue

@@ -76,7 +76,9 @@ def _unfinished(c: SimCluster) -> None:
 
 
 def _no_protection(c: SimCluster) -> None:
-    c.run("pve1", "pvesh", "set", f"/nodes/{c.vm_running_on(VMID)}/qemu/{VMID}/config", "--protection", "0")
+    owner = c.vm_owner(VMID)
+    assert owner is not None
+    assert c.run(owner, "qm", "set", str(VMID), "--protection", "0").returncode == 0
 
 
 def _storage_elsewhere(c: SimCluster) -> None:
@@ -88,8 +90,7 @@ def _controller_down(c: SimCluster) -> None:
 
 
 def _satellite_offline(c: SimCluster) -> None:
-    other = next(n for n in c.nodes if n not in ("pve1", c.vm_running_on(VMID)))
-    assert c.run(other, "systemctl", "stop", "linstor-satellite").returncode == 0
+    assert c.run("pve3", "systemctl", "stop", "linstor-satellite").returncode == 0
 
 
 def _old_backup(c: SimCluster) -> None:
