@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from . import guests
 from .cluster import SimCluster
 
 pytestmark = pytest.mark.sim
@@ -157,3 +159,27 @@ def test_absolute_path_drive_needs_local_device(sim_cluster: SimCluster) -> None
     assert result.returncode == 255
     assert f"Could not open '/dev/drbd/by-res/{res}/0': No such file or directory" in result.stderr
     assert result.stderr.endswith("start failed: QEMU exited with code 1\n")
+
+
+def test_guest_exec_errors_and_result(sim_cluster: SimCluster, tmp_path: Path) -> None:
+    """proxmox.md section 10: the agent's preconditions in order, then the pretty, sorted JSON result."""
+    create_vm(sim_cluster)
+    exec_ = ("qm", "guest", "exec", "100", "--", "cat", "/etc/hostname")
+    refused = sim_cluster.run("pve1", *exec_)
+    assert (refused.returncode, refused.stderr) == (255, "No QEMU guest agent configured\n")
+    assert sim_cluster.run("pve1", "qm", "set", "100", "--agent", "enabled=1").returncode == 0
+    refused = sim_cluster.run("pve1", *exec_)
+    assert (refused.returncode, refused.stderr) == (255, "VM 100 is not running\n")
+    assert sim_cluster.run("pve1", "qm", "start", "100").returncode == 0
+    refused = sim_cluster.run("pve1", *exec_)
+    assert (refused.returncode, refused.stderr) == (255, "QEMU guest agent is not running\n")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/hostname").write_text("appliance\n")
+    guests.register(sim_cluster.state, 100, tmp_path)
+    done = sim_cluster.run("pve1", *exec_)
+    assert done.returncode == 0
+    assert done.stdout == '{\n   "exitcode" : 0,\n   "exited" : 1,\n   "out-data" : "appliance\\n"\n}\n'
+    other = sim_cluster.run("pve2", *exec_)
+    assert other.stderr == "Configuration file 'nodes/pve2/qemu-server/100.conf' does not exist\n"
+    failed = sim_cluster.run("pve1", "qm", "guest", "exec", "100", "--", "sh", "-c", "exit 3")
+    assert (failed.returncode, json.loads(failed.stdout)["exitcode"]) == (0, 3)
