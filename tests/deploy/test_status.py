@@ -151,3 +151,19 @@ def test_each_fault_is_one_line_with_its_exit_status(on_node: SimCluster, image:
     bad = [line for line in lines.values() if line["status"] != "OK"]
     assert [line["check"] for line in bad if line["check"] == check], bad
     assert any(hint in (line["hint"] or "") for line in bad if line["check"] == check), bad
+
+
+@pytest.mark.sim_scenario(nodes=3, ha_delay=0.05)
+def test_a_node_down_is_reported_and_the_rest_still_checked(on_node: SimCluster, image: FakeImage, guest: Guest,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert run_deploy(on_node, deploy_args(image.compressed, redundancy=2)) == 0
+    healthy(on_node)
+    down = next(n for n in on_node.nodes if n not in ("pve1", on_node.vm_running_on(VMID)))
+    on_node.node_offline(down)
+    code, lines = run_status(on_node, capsys)
+    assert code == 2
+    assert [line["status"] for line in find(lines, f"satellite {down}")] == ["CRITICAL"]
+    assert [(line["status"], line["text"]) for line in find(lines, f"drbd {down}")] == [("WARNING", "node is offline")]
+    # The VM, the controller and the other nodes were still looked at.
+    assert [line["status"] for line in find(lines, "controller")] == ["OK"]
+    assert all(line["status"] == "OK" for n in on_node.nodes if n != down for line in find(lines, f"drbd {n}"))
