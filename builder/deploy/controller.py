@@ -138,8 +138,9 @@ class Controller:
         replies = self.lin.resource_auto_place(name, place_count, diskless_on_remaining=True)
         self._check(replies, f"placing {place_count} replicas of {name}")
 
-    def make_available(self, node: str, name: str) -> None:
-        self._check(self.lin.resource_make_available(node, name, diskful=False), f"making {name} available on {node}")
+    def make_available(self, node: str, name: str, diskful: bool = False) -> None:
+        self._check(self.lin.resource_make_available(node, name, diskful=diskful),
+                    f"making {name} available on {node}")  # fmt: skip
 
     def set_props(self, name: str, props: dict[str, str]) -> None:
         self._check(self.lin.resource_dfn_modify(name, props), f"setting properties of {name}")

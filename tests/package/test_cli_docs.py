@@ -116,7 +116,8 @@ def complete(tmp_path_factory: pytest.TempPathFactory) -> Complete:
 
 
 def test_completion_offers_commands_options_choices_and_files(complete: Complete) -> None:
-    assert complete("linstor-appliance ") == ["backup", "boot", "build", "coldstart", "deploy", "restore"]
+    assert complete("linstor-appliance ") == ["backup", "boot", "build", "coldstart", "deploy", "restore", "status",
+                                             "sync"]
     assert complete("linstor-appliance --") == ["--debug", "--help", "--verbose", "--version"]
     assert complete("linstor-appliance -v coldstart ") == ["install", "remove", "status"]
     assert complete("linstor-appliance coldstart install --re") == ["--retry-interval"]
@@ -161,6 +162,10 @@ def test_packaged_units_are_what_coldstart_install_writes_with_the_defaults() ->
     assert "ExecStart=/usr/bin/linstor-appliance coldstart retry\n" in expected["linstor-coldstart-retry.service"]
     coldstart = {path.name: path.read_text() for path in units.iterdir() if path.name.startswith("linstor-coldstart")}
     assert coldstart == expected
+    # The only other units: backup's and sync's, which no command writes.
+    assert sorted(p.name for p in units.iterdir() if p.name not in expected) == [
+        "linstor-appliance-backup.service", "linstor-appliance-backup.timer",
+        "linstor-appliance-sync.service", "linstor-appliance-sync.timer"]
 
 
 @pytest.mark.skipif(shutil.which("dpkg-parsechangelog") is None, reason="dpkg-dev is not installed")

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import threading
@@ -74,7 +75,7 @@ class SimCluster:
             controller.terminate(int(entry["pid"]))
         with contextlib.suppress(Exception):
             self.state.write(network.NETWORK_FILE, {})
-        for node in self.scenario.node_names:
+        for node in self.state.node_names():
             with contextlib.suppress(Exception):
                 services.thaw_view(self.state, node)
 
@@ -129,8 +130,9 @@ class SimCluster:
             for sub in ("qemu-server", "lxc", "openvz", "priv"):
                 (pve / "nodes" / node / sub).mkdir(parents=True, exist_ok=True)
 
-    def _build_node(self, node: str) -> dict[str, str]:
+    def _build_node(self, node: str, ip: str | None = None) -> dict[str, str]:
         sc = self.scenario
+        ip = ip or sc.node_ip(node)
         root = self.state.node_root(node)
         (root / "etc").mkdir(parents=True, exist_ok=True)
         link = root / "etc" / "pve"
@@ -140,7 +142,7 @@ class SimCluster:
         (root / "etc" / "network").mkdir(parents=True, exist_ok=True)
         (root / "etc" / "network" / "interfaces").write_text(
             f"auto lo\niface lo inet loopback\n\niface eno1 inet manual\n\nauto vmbr0\niface vmbr0 inet static\n"
-            f"\taddress {sc.node_ip(node)}/24\n\tgateway 10.0.0.254\n\tbridge-ports eno1\n\tbridge-stp off\n"
+            f"\taddress {ip}/24\n\tgateway 10.0.0.254\n\tbridge-ports eno1\n\tbridge-stp off\n"
             "\tbridge-fd 0\n"
         )
         for sub in ("var/lib/linstor.d", "var/lib/vz/snippets", "var/lib/vz/images", "var/lock/qemu-server",
@@ -267,10 +269,11 @@ class SimCluster:
 
     @property
     def nodes(self) -> list[str]:
-        return self.scenario.node_names
+        """The cluster's members now (join() and delnode() change them)."""
+        return self.state.node_names()
 
     def ip(self, node: str) -> str:
-        return self.scenario.node_ip(node)
+        return str(self.state.nodes()[node]["ip"])
 
     # --- inspection ---------------------------------------------------------------------------
     def storage_cfg_text(self) -> str:
@@ -387,6 +390,53 @@ class SimCluster:
         failures = services.power_on(self.state, node)
         self.settle()
         return failures
+
+    def join(self, node: str, ip: str) -> list[str]:
+        """A freshly installed node runs `pvecm add` (proxmox.md section 11.4) and boots into the cluster.
+
+        It gets the lowest free nodeid, a nodelist entry (config_version + 1), /etc/pve/nodes/<node>/, the
+        cluster's /etc/pve, and PVE with linstor-satellite installed. Registering it in LINSTOR is the
+        admin's part, as on a real cluster. Returns boot failures.
+        """
+        with self.state.locked():
+            info = self.state.nodes()
+            if node in info:
+                raise ValueError(f"{node} is already a member")
+            used = {int(entry["nodeid"]) for entry in info.values()}
+            nodeid = min(set(range(1, len(used) + 2)) - used)
+            info[node] = {"ip": ip, "nodeid": nodeid, "online": False, "quorate": False, "quorum_blocked": False}
+            self.state.write("nodes.json", info)
+            self._write_corosync(info)
+            for sub in ("qemu-server", "lxc", "openvz", "priv"):
+                (self.state.pve / "nodes" / node / sub).mkdir(parents=True, exist_ok=True)
+            packages = dict(self.state.read("packages.json", {}))
+            packages[node] = self._build_node(node, ip)
+            self.state.write("packages.json", packages)
+        return self.node_online(node)
+
+    def delnode(self, node: str) -> None:
+        """The node is shut down for good and `pvecm delnode <node>` runs on another member (section 11.4):
+        it leaves the nodelist and /cluster/status; /etc/pve/nodes/<node>/ stays."""
+        services.power_off(self.state, node)
+        with self.state.locked():
+            info = self.state.nodes()
+            del info[node]
+            self.state.write("nodes.json", info)
+            self._write_corosync(info)
+        services.recompute_quorum(self.state)
+        self.settle()
+
+    def _write_corosync(self, info: dict[str, dict[str, Any]]) -> None:
+        path = self.state.pve / "corosync.conf"
+        text = path.read_text()
+        nodelist = "".join(
+            f"  node {{\n    name: {n}\n    nodeid: {e['nodeid']}\n    quorum_votes: 1\n"
+            f"    ring0_addr: {e['ip']}\n  }}\n"
+            for n, e in info.items()
+        )
+        text = re.sub(r"nodelist \{\n.*?\n\}\n", lambda _: f"nodelist {{\n{nodelist}}}\n", text, count=1, flags=re.S)
+        version = int(re.search(r"config_version: (\d+)", text).group(1))  # type: ignore[union-attr]
+        path.write_text(text.replace(f"config_version: {version}", f"config_version: {version + 1}"))
 
     def lose_quorum(self, *nodes: str) -> None:
         """Nodes (default: all) lose quorum: /etc/pve read-only there, writes refused."""

@@ -49,6 +49,12 @@ def agent_root(state: SimState, vmid: int) -> Path | None:
     return Path(entry["root"])
 
 
+def root(state: SimState, vmid: int) -> Path | None:
+    """The guest's registered root folder, whether or not its agent answers."""
+    entry = registered(state).get(str(vmid))
+    return Path(entry["root"]) if entry else None
+
+
 def execute(state: SimState, root: Path, argv: list[str], stdin: bytes | None,
             timeout: float | None) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
     """Run argv "in the guest"; FileNotFoundError when the program does not exist there."""
@@ -69,8 +75,9 @@ def execute(state: SimState, root: Path, argv: list[str], stdin: bytes | None,
         lines.append(f"mount -t overlay overlay -o lowerdir=/{sub},upperdir={upper},workdir={scratch} /{sub}")
     lines.append('cd /\nexec "$@"')
     try:
-        return subprocess.run(["unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(lines),
-                               "sh", *argv], input=stdin, capture_output=True, env=env, timeout=timeout,
-                              check=False)  # fmt: skip
+        # A network namespace of its own too: nft in the guest must never load rules into the host.
+        return subprocess.run(["unshare", "-m", "-n", "--propagation", "private", "--", "/bin/sh", "-c",
+                               "\n".join(lines), "sh", *argv], input=stdin, capture_output=True, env=env,
+                              timeout=timeout, check=False)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
