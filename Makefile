@@ -31,17 +31,22 @@ image: host-deps venv
 boot: host-deps venv
 	$(BIN)/linstor-appliance boot $(ARGS) $(or $(IMAGE),out/linstor-controller.raw)
 
-# The whole suite: unit tests, then the Debian image build, boot tests and the simulated cluster.
+# The whole suite: the linters, unit tests, then the image builds, boot tests and the simulated cluster.
+# lint runs first (host-deps installs shellcheck before it).
 test: host-deps venv
-	$(BIN)/ruff check builder tests bench
+	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Only what needs neither root nor a VM: seconds, not minutes.
 test-fast: venv
 	$(BIN)/pytest -m "not image and not boot" $(PYTEST_ARGS)
 
+# ruff, mypy --strict on the tool, and shellcheck on every shell script (found by shebang, templates
+# rendered first). Needs no root; shellcheck comes with 'make host-deps'.
 lint: venv
-	$(BIN)/ruff check builder tests bench
+	$(BIN)/ruff check builder tests bench tools/lint-shell
+	$(BIN)/mypy --strict builder
+	$(BIN)/python tools/lint-shell
 
 # One self-contained file for a Proxmox VE node: the tool, its templates, jinja2, markupsafe and
 # python-linstor in a zipapp that the node's own python3 runs (no pip, no venv, no network).
