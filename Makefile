@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # Extra arguments for the benchmarks, e.g. make bench BENCH_ARGS="--runs 5 --only boot"
 BENCH_ARGS ?=
 
-.PHONY: all image test test-fast boot dist lint host-deps venv clean bench bench-quick
+.PHONY: all image test test-fast test-fast-unprivileged boot dist lint host-deps venv clean bench bench-quick
 
 all: image
 
@@ -37,9 +37,16 @@ test: host-deps venv
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Only what needs neither root nor a VM: seconds, not minutes.
+# Only what needs neither root nor a VM: seconds, not minutes. Tests that do need root (loop devices,
+# mounts) skip without it.
 test-fast: venv
 	$(BIN)/pytest -m "not image and not boot" $(PYTEST_ARGS)
+
+# Proves the above (run as root): test-fast as the unprivileged user TEST_USER (created when missing),
+# in a copy of this tree in its home with its own venv.
+TEST_USER ?= linstor-test
+test-fast-unprivileged:
+	./tools/test-unprivileged $(TEST_USER)
 
 # ruff, mypy --strict on the tool, and shellcheck on every shell script (found by shebang, templates
 # rendered first). Needs no root; shellcheck comes with 'make host-deps'.
