@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 # Extra arguments for the benchmarks, e.g. make bench BENCH_ARGS="--runs 5 --only boot"
 BENCH_ARGS ?=
 
-.PHONY: all image test test-fast boot dist deb lint lint-deb host-deps venv clean bench bench-quick
+.PHONY: all image test test-fast test-fast-unprivileged boot dist deb lint lint-deb host-deps venv clean bench \
+	bench-quick
 
 all: image
 
@@ -31,17 +32,29 @@ image: host-deps venv
 boot: host-deps venv
 	$(BIN)/linstor-appliance boot $(ARGS) $(or $(IMAGE),out/linstor-controller.raw)
 
-# The whole suite: unit tests, then the Debian image build, boot tests and the simulated cluster.
+# The whole suite: the linters, unit tests, then the image builds, boot tests and the simulated cluster.
+# lint runs first (host-deps installs shellcheck before it).
 test: host-deps venv
-	$(BIN)/ruff check builder tests bench
+	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Only what needs neither root nor a VM: seconds, not minutes.
+# Only what needs neither root nor a VM: seconds, not minutes. Tests that do need root (loop devices,
+# mounts) skip without it.
 test-fast: venv
 	$(BIN)/pytest -m "not image and not boot and not package" $(PYTEST_ARGS)
 
+# Proves the above (run as root): test-fast as the unprivileged user TEST_USER (created when missing),
+# in a copy of this tree in its home with its own venv.
+TEST_USER ?= linstor-test
+test-fast-unprivileged:
+	./tools/test-unprivileged $(TEST_USER)
+
+# ruff, mypy --strict on the tool, and shellcheck on every shell script (found by shebang, templates
+# rendered first). Needs no root; shellcheck comes with 'make host-deps'.
 lint: venv
-	$(BIN)/ruff check builder tests bench
+	$(BIN)/ruff check builder tests bench tools/lint-shell
+	$(BIN)/mypy --strict builder
+	$(BIN)/python tools/lint-shell
 	@$(MAKE) --no-print-directory lint-deb
 
 # One self-contained file for a Proxmox VE node: the tool, its templates, jinja2, markupsafe and

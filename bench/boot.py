@@ -9,25 +9,30 @@ through the forwarded port returns 200; it is polled every half second from the 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import re
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pexpect
 
 from bench import stats
-from builder.qemu import Accel, QemuOptions, forwards_for_appliance, qemu_argv
+from builder.qemu import (
+    CURSOR_ANSWER,
+    CURSOR_QUERY,
+    LOGIN_PROMPT,
+    Accel,
+    ApiWatch,
+    QemuOptions,
+    forwards_for_appliance,
+    qemu_argv,
+)
 
-LOGIN_PROMPT = r"\S+ login: $"
-# systemd's serial getty asks for the cursor position before its prompt and waits for the answer.
-CURSOR_QUERY = "\x1b[6n"
-CURSOR_ANSWER = "\x1b[24;80R"
+# The controller is polled every half second, each request given 2 s.
 POLL_S = 0.5
+REQUEST_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -35,35 +40,6 @@ class Boot:
     login_prompt_s: float | None = None
     api_s: float | None = None
     error: str | None = None
-
-
-@dataclass
-class ApiPoller:
-    port: int
-    started: float
-    answered_s: float | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            if answers(self.port):
-                self.answered_s = time.monotonic() - self.started
-                return
-            self._stop.wait(POLL_S)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def answers(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/v1/controller/version")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
 
 
 def boot_once(image: Path, accel: Accel, transcript: Path, *, wait_for_api: bool, timeout: float) -> Boot:
@@ -76,9 +52,9 @@ def boot_once(image: Path, accel: Accel, transcript: Path, *, wait_for_api: bool
         child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", codec_errors="replace", dimensions=(24, 80),
                               echo=False)
         child.logfile_read = log
-        poller = ApiPoller(api.host, started)
+        poller = ApiWatch(api.host, started, interval=POLL_S, request_timeout=REQUEST_TIMEOUT_S)
         if wait_for_api:
-            threading.Thread(target=poller.run, name="bench-api-poll", daemon=True).start()
+            poller.start()
         try:
             record = watch(child, poller if wait_for_api else None, started, started + timeout)
         finally:
@@ -89,7 +65,7 @@ def boot_once(image: Path, accel: Accel, transcript: Path, *, wait_for_api: bool
     return record
 
 
-def watch(child: pexpect.spawn, poller: ApiPoller | None, started: float, deadline: float) -> Boot:
+def watch(child: pexpect.spawn, poller: ApiWatch | None, started: float, deadline: float) -> Boot:
     record = Boot()
     what = "the login prompt"
     try:
@@ -101,7 +77,7 @@ def watch(child: pexpect.spawn, poller: ApiPoller | None, started: float, deadli
             else:
                 record.login_prompt_s = time.monotonic() - started
         what = "the controller's answer"
-        while poller is not None and poller.answered_s is None and time.monotonic() < deadline:
+        while poller is not None and poller.answered_after is None and time.monotonic() < deadline:
             # Keep reading the console so QEMU never blocks on a full pty.
             with contextlib.suppress(pexpect.TIMEOUT):
                 child.expect([re.escape(CURSOR_QUERY)], timeout=POLL_S)
@@ -111,7 +87,7 @@ def watch(child: pexpect.spawn, poller: ApiPoller | None, started: float, deadli
     except pexpect.EOF:
         record.error = f"QEMU exited before {what}"
     if poller is not None:
-        record.api_s = poller.answered_s
+        record.api_s = poller.answered_after
         if record.api_s is None and not record.error:
             record.error = "the controller did not answer in time"
     return record

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import enum
 import functools
+import http.client
 import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,12 @@ ACCEL_ENV = "LINSTOR_APPLIANCE_ACCEL"
 GUEST_AGENT_PORT = "org.qemu.guest_agent.0"
 SSH_PORT = 22
 API_PORT = 3370
+# The appliance's serial console: systemd's serial getty asks the terminal for its cursor position (to
+# learn its size) before the login prompt and waits for the answer, which a program driving the console
+# must give as a real terminal would.
+LOGIN_PROMPT = r"\S+ login: $"
+CURSOR_QUERY = "\x1b[6n"
+CURSOR_ANSWER = "\x1b[24;80R"
 
 
 class Firmware(enum.StrEnum):
@@ -229,6 +237,57 @@ def free_port() -> int:
 def forwards_for_appliance() -> tuple[Forward, Forward]:
     """Host ports for the appliance's SSH and LINSTOR REST API."""
     return Forward(free_port(), SSH_PORT), Forward(free_port(), API_PORT)
+
+
+# -- the controller answering ---------------------------------------------------------------------------------
+
+
+def controller_answers(port: int, timeout: float = 5.0) -> bool:
+    """Whether GET /v1/controller/version on 127.0.0.1:port (a forward to the guest's 3370) returns 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", "/v1/controller/version")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+class ApiWatch:
+    """Polls a forwarded REST API port from QEMU's start (in a thread) to time when the controller first answers.
+
+    answered_after is in seconds from `started` (a time.monotonic() value: when QEMU was started).
+    """
+
+    def __init__(self, port: int, started: float, *, interval: float = 1.0, request_timeout: float = 5.0) -> None:
+        self.port = port
+        self.started = started
+        self.interval = interval
+        self.request_timeout = request_timeout
+        self.answered_after: float | None = None
+        self._stop = threading.Event()
+        self._answered = threading.Event()
+
+    def start(self) -> ApiWatch:
+        threading.Thread(target=self._poll, name=f"api-watch-{self.port}", daemon=True).start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            if controller_answers(self.port, self.request_timeout):
+                self.answered_after = time.monotonic() - self.started
+                self._answered.set()
+                return
+            self._stop.wait(self.interval)
+
+    def wait(self, timeout: float) -> float | None:
+        """Seconds from QEMU's start to the first answer, or None if there was none within timeout."""
+        self._answered.wait(timeout)
+        return self.answered_after
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def copy_ovmf_vars(target: Path, template: Path = OVMF_VARS) -> Path:

@@ -20,7 +20,18 @@ sys.path.insert(0, str(TESTS_DIR))
 pytest_plugins = ["sim.fixtures"]
 
 from fixtures.build_standin import build_debs  # noqa: E402
-from helpers import STATIC_ADDRESS, STATIC_DNS, STATIC_GATEWAY, BuiltImage, build_image  # noqa: E402
+from helpers import (  # noqa: E402
+    CACHE_DIR,
+    STATIC_ADDRESS,
+    STATIC_DNS,
+    STATIC_GATEWAY,
+    BuiltImage,
+    ImageOutputs,
+    build_image,
+    cli,
+    require_root,
+    ubuntu_archive_problem,
+)
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +71,47 @@ def static_image(standin_debs: Path, ssh_keypair: Path, images_root: Path) -> Bu
         "--address", STATIC_ADDRESS, "--gateway", STATIC_GATEWAY, "--dns", STATIC_DNS,
         "--search-domains", "example.test", "--hostname", "ctrl-static",
     )
+
+
+# -- the default flavour, Ubuntu 24.04: built and booted when Ubuntu's archive answers ---------------------------
+
+
+UBUNTU_UNANSWERED = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Asks Ubuntu's archive once (a few seconds at most) when tests that need the Ubuntu image are selected.
+
+    Runs after -m and -k have deselected, so make test-fast never asks. Without an answer those tests are
+    deselected, and pytest_terminal_summary says why in one line.
+    """
+    ubuntu = [item for item in items if "ubuntu_image" in getattr(item, "fixturenames", ())]
+    if not ubuntu:
+        return
+    problem = ubuntu_archive_problem()
+    if problem is None:
+        return
+    config.stash[UBUNTU_UNANSWERED] = (f"Ubuntu 24.04 image not built or booted ({len(ubuntu)} tests deselected): "
+                                       f"Ubuntu's archive did not answer ({problem})")
+    items[:] = [item for item in items if item not in ubuntu]
+    config.hook.pytest_deselected(items=ubuntu)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    line = config.stash.get(UBUNTU_UNANSWERED, None)
+    if line is not None:
+        terminalreporter.write_line(line, yellow=True)
+
+
+@pytest.fixture(scope="session")
+def ubuntu_image(standin_debs: Path, images_root: Path) -> ImageOutputs:
+    """The default flavour as a user builds it, with the stand-in LINSTOR packages (a local: source).
+
+    Only tests that run when Ubuntu's archive answered get here (see pytest_collection_modifyitems).
+    """
+    require_root()
+    out = ImageOutputs(images_root / "ubuntu")
+    cli("build", "--linstor-source", f"local:{standin_debs}", "--output-dir", str(out.directory),
+        "--cache-dir", str(CACHE_DIR))  # fmt: skip
+    return out

@@ -5,16 +5,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from builder.config import DEFAULT_MIRRORS, RELEASES, Distribution
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("LINSTOR_APPLIANCE_TEST_CACHE", Path.home() / ".cache" / "linstor-appliance"))
 STATIC_ADDRESS = "10.0.2.15/24"
 STATIC_GATEWAY = "10.0.2.2"
 STATIC_DNS = "10.0.2.3"
+# Ubuntu's archive is asked once per run, and only briefly: when it does not answer, the Ubuntu image is
+# neither built nor booted, and the run says so in one line.
+UBUNTU_PROBE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,30 @@ def cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> su
     if check and result.returncode != 0:
         raise AssertionError(f"linstor-appliance {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
+
+
+def ubuntu_archive_problem(timeout: float = UBUNTU_PROBE_TIMEOUT) -> str | None:
+    """None when the Ubuntu build's default mirror serves its release index; otherwise why not, in a few words.
+
+    One HEAD request, bounded as a whole (name lookup included, which urllib's timeout does not cover).
+    """
+    url = f"{DEFAULT_MIRRORS[Distribution.ubuntu]}/dists/{RELEASES[Distribution.ubuntu]}/Release"
+    answers: list[str | None] = []
+    probe = threading.Thread(target=lambda: answers.append(_head_problem(url, timeout)), daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return answers[0] if answers else f"{url}: no answer within {timeout:.0f} s"
+
+
+def _head_problem(url: str, timeout: float) -> str | None:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except (urllib.error.URLError, OSError) as error:
+        return f"{url}: {getattr(error, 'reason', error)}"
+    return None if status == 200 else f"{url}: HTTP {status}"
 
 
 def require_root() -> None:

@@ -70,7 +70,8 @@ class Journal:
         return dict(self.data["steps"].get(key, {}))
 
     def state(self, key: str) -> str | None:
-        return self.data["steps"].get(key, {}).get("state")
+        state = self.data["steps"].get(key, {}).get("state")
+        return None if state is None else str(state)
 
     def touched(self, key: str) -> bool:
         """The step may have changed something: it started, whether or not it finished."""

@@ -17,14 +17,13 @@ from typing import TextIO
 
 import pexpect
 
+# systemd 257's serial getty asks the terminal for its cursor position (to learn its size) before
+# the prompt and waits for an answer; a real terminal answers at once, so this driver does too.
+from builder.qemu import CURSOR_ANSWER, CURSOR_QUERY, LOGIN_PROMPT
+
 # One factor for every timeout: emulation (TCG) on a busy CI runner can be several times slower.
 TIMEOUT_FACTOR = float(os.environ.get("LINSTOR_APPLIANCE_TIMEOUT_FACTOR", "1"))
 
-# systemd 257's serial getty asks the terminal for its cursor position (to learn its size) before
-# the prompt and waits for an answer; a real terminal answers at once, so this driver does too.
-CURSOR_QUERY = "\x1b[6n"
-CURSOR_ANSWER = "\x1b[24;80R"
-LOGIN_PROMPT = r"\S+ login: $"
 SHELL_PROMPT = r"@\S+:\S*[$#] $"
 ROOT_PROMPT = "appliance-test# "
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\x07]*\x07|[()][A-Z0-9]|[=>]|\[![a-z])")

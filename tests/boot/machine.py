@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import http.client
 import subprocess
-import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from builder.qemu import Accel, Firmware, QemuOptions, choose_accel, copy_ovmf_vars, forwards_for_appliance, qemu_argv
+from builder.qemu import (
+    Accel,
+    ApiWatch,
+    Firmware,
+    QemuOptions,
+    choose_accel,
+    copy_ovmf_vars,
+    forwards_for_appliance,
+    qemu_argv,
+)
 
 from .agent import GuestAgent
 from .console import Console, LoginRecord, scaled
@@ -32,46 +38,6 @@ class BootRecord:
     login_prompt_s: float | None = None
     api_s: float | None = None
     failed: bool = False
-
-
-@dataclass
-class ApiWatch:
-    """Polls the forwarded REST API port from QEMU's start, to time when the controller first answers."""
-
-    port: int
-    started: float
-    answered_after: float | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _answered: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> None:
-        threading.Thread(target=self._poll, name=f"api-watch-{self.port}", daemon=True).start()
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            if controller_answers(self.port):
-                self.answered_after = time.monotonic() - self.started
-                self._answered.set()
-                return
-            self._stop.wait(1.0)
-
-    def wait(self, timeout: float) -> float | None:
-        self._answered.wait(timeout)
-        return self.answered_after
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def controller_answers(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", "/v1/controller/version")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
 
 
 class Machine:
@@ -113,8 +79,7 @@ class Machine:
 
     def start(self) -> Console:
         self.console = Console(qemu_argv(self.options()), self.record.transcript)
-        self._api = ApiWatch(self.api_port, self.console.started)
-        self._api.start()
+        self._api = ApiWatch(self.api_port, self.console.started).start()
         return self.console
 
     def boot_to_root_shell(self, password: str = DEFAULT_PASSWORD, new_password: str = NEW_PASSWORD,

@@ -25,6 +25,8 @@ def vm_with_disk(cluster: SimCluster, vmid: int = 100, node: str = "pve1") -> No
     assert result.returncode == 0, result.stderr
 
 
+# The moment between the request and HA acting must outlast one command on a busy host.
+@pytest.mark.sim_scenario(ha_delay=1.5)
 def test_qm_start_on_ha_vm_is_only_a_request(sim_cluster: SimCluster) -> None:
     """Checklist 7: the command returns before the VM runs; HA starts it later."""
     vm_with_disk(sim_cluster)
@@ -40,6 +42,8 @@ def test_qm_start_on_ha_vm_is_only_a_request(sim_cluster: SimCluster) -> None:
     assert wait_for(lambda: sim_cluster.vm_status(100) == "stopped")
 
 
+# The moment between the request and HA acting must outlast one command on a busy host.
+@pytest.mark.sim_scenario(ha_delay=1.5)
 def test_status_shows_queued_then_started(sim_cluster: SimCluster) -> None:
     """Checklist 20."""
     vm_with_disk(sim_cluster)

@@ -31,12 +31,14 @@ def test_ssh_runs_on_the_other_node(sim_cluster: SimCluster, tmp_path: Path) -> 
 
 def test_remote_paths_are_the_nodes_files(sim_cluster: SimCluster) -> None:
     """As root, a remote command sees the node's /etc, /var/lib and /dev (overlay), and writes there."""
+    # Only a read first: without the overlay (no root or no unshare) a write would land in this host's /etc.
+    if sim_cluster.run("pve1", "ssh", "root@pve2", "cat /etc/hostname").stdout != "pve2\n":
+        pytest.skip("remote file system mapping needs root and unshare")
     command = ("mkdir -p /etc/systemd/system/linstor-satellite.service.d && "
                "printf '[Unit]\\nAfter=drbd.service\\n' > /etc/systemd/system/linstor-satellite.service.d/x.conf && "
                "cat /etc/hostname")  # fmt: skip
     result = sim_cluster.run("pve1", "ssh", "root@pve2", command)
     assert result.returncode == 0, result.stderr
-    if result.stdout != "pve2\n":
-        pytest.skip("remote file system mapping needs root and unshare")
+    assert result.stdout == "pve2\n"
     assert "x.conf" in sim_cluster.dropins("pve2", "linstor-satellite")
     assert not Path("/etc/systemd/system/linstor-satellite.service.d/x.conf").exists()

@@ -6,10 +6,12 @@ under real QEMU (emulated, a fraction of a second) to prove the hand-assembled c
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,3 +317,59 @@ def test_boot_command_errors_are_one_line(fakebin: FakeBin, tmp_path: Path, setu
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert fakebin.calls() == []
+
+
+# -- timing the controller's first answer (boot tests and benchmarks) ---------------------------------------
+
+
+class _VersionHandler(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        code = self.status if self.path == "/v1/controller/version" else 404
+        self.send_response(code)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def _serve(port: int, status: int) -> http.server.HTTPServer:
+    handler = type("Handler", (_VersionHandler,), {"status": status})
+    server = http.server.HTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_api_watch_times_the_controllers_first_answer() -> None:
+    port = qemu.free_port()
+    started = time.monotonic()
+    watch = qemu.ApiWatch(port, started, interval=0.05).start()
+    try:
+        # Nothing listens yet (QEMU forwards the port before the guest's controller is up).
+        assert watch.wait(0.3) is None
+        opened = time.monotonic() - started
+        server = _serve(port, 200)
+        try:
+            answered = watch.wait(30)
+        finally:
+            server.shutdown()
+            server.server_close()
+    finally:
+        watch.stop()
+    assert answered is not None and answered >= opened
+
+
+def test_api_watch_counts_only_a_successful_answer() -> None:
+    port = qemu.free_port()
+    server = _serve(port, 500)
+    watch = qemu.ApiWatch(port, time.monotonic(), interval=0.05).start()
+    try:
+        assert qemu.controller_answers(port) is False
+        assert watch.wait(0.5) is None
+    finally:
+        watch.stop()
+        server.shutdown()
+        server.server_close()
