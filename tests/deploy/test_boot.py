@@ -23,12 +23,12 @@ from pathlib import Path
 
 import linstor
 import pytest
-from boot.machine import Machine, controller_answers
+from boot.machine import Machine
 from helpers import PROJECT_ROOT, STATIC_ADDRESS, STATIC_GATEWAY, BuiltImage
 from sim.cluster import SimCluster
 
 from builder.deploy import firewall
-from builder.qemu import ACCEL_ENV, Firmware
+from builder.qemu import ACCEL_ENV, Firmware, controller_answers
 from deploy.harness import Guest, deploy_args, run_deploy, sim_env
 
 pytestmark = [pytest.mark.boot, pytest.mark.sim]
