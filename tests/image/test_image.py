@@ -104,6 +104,20 @@ def test_units_enabled(report: ImageReport) -> None:
                  "getty@tty1.service"):
         assert states[unit] == "enabled", f"{unit} is {states[unit]}"
     assert states["ssh.socket"] != "enabled", "ssh.socket beside ssh.service fights over port 22"
+    # Debian's own first-boot key generation would make the keys a second time, beside the appliance's unit.
+    assert states["sshd-keygen.service"] != "enabled"
+
+
+def test_image_carries_nothing_the_appliance_never_reads(report: ImageReport) -> None:
+    assert report.never_read == []
+    # The boot loaders read the kernel from the ESP; a second copy in the root file system is dead weight.
+    assert report.kernels_in_root == []
+
+
+def test_first_boot_does_not_redo_the_builds_update_jobs(report: ImageReport) -> None:
+    # ldconfig, the journal catalog and the hardware database run at first boot when /usr is newer than
+    # /etc/.updated or /var/.updated; the build has done that work already.
+    assert report.needs_update == {"etc": False, "var": False}
 
 
 def test_apt_sources_point_at_real_archives_only(report: ImageReport) -> None:
