@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from builder import imagepack
+
+# Where the boot time goes, read on a booted appliance with systemd-analyze; measured by hand (it needs a
+# login on the guest), so it is kept beside the harness and shown with every page it writes.
+BOOT_BREAKDOWN = Path(__file__).with_name("boot-breakdown.md")
 MIB = 2**20
 GIB = 2**30
 
@@ -115,7 +121,7 @@ def summary_rows(results: dict[str, Any]) -> list[str]:
         rows.append(("Size", reason, "", ""))
     else:
         for name, label in (("virtual", "Image virtual size"), ("allocated", "Image allocated bytes"),
-                            ("compressed", "Image compressed (zstd -10)")):
+                            ("compressed", f"Image compressed (zstd -{imagepack.ZSTD_LEVEL})")):
             a, b = _get(sizes, "appliance", f"{name}_bytes"), _get(sizes, "baseline", f"{name}_bytes")
             rows.append((label, cell(a), cell(b), ratio_of_medians(a, b)))
 
@@ -224,8 +230,8 @@ it works, and nothing asserts a timing.
   rendering, extending the image to the disk size, zstd compression, checksums and the manifest. The
   wrapper's timestamps split it into the part before mkosi's image build and the part after it.
 - **Size.** Virtual size is the raw file's length (the appliance is extended to the 2 GiB VM disk it is
-  made for), allocated bytes are its file system blocks, compressed size is `zstd -q -T0 -10` of the
-  raw file (the appliance build's own `.zst` is made by that command). Every image built in the run is
+  made for), allocated bytes are its file system blocks, compressed size is `zstd -q -T0 -{level}` of the
+  raw file (the level of the appliance build's own `.zst`, which is measured as built). Every image built in the run is
   measured. The largest packages come from each image's dpkg database (Installed-Size).
 - **Boot.** Both images boot with the command line of `linstor-appliance boot` (builder/qemu.py:
   SeaBIOS, VirtIO SCSI, VirtIO NIC with loopback port forwards, 2 vCPUs, 2 GiB, `-snapshot`), differing
@@ -268,5 +274,10 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     table = ["## Results", "", *summary_rows(results), ""]
-    body = [*machine_section(results), *table, *write_details(results), *package_details(results), *notes(results)]
-    return "\n".join([*header, *body, METHOD])
+    body = [*machine_section(results), *table, *write_details(results), *boot_breakdown(),
+            *package_details(results), *notes(results)]
+    return "\n".join([*header, *body, METHOD.replace("{level}", str(imagepack.ZSTD_LEVEL))])
+
+
+def boot_breakdown() -> list[str]:
+    return [BOOT_BREAKDOWN.read_text().rstrip("\n"), ""] if BOOT_BREAKDOWN.exists() else []

@@ -1,7 +1,7 @@
 """Figure 2: virtual size, allocated bytes, compressed size and the largest packages, against the bare image.
 
-Compressed size is what `zstd -q -T0 -10` makes of the raw image: the appliance build's own .zst is made
-by that command, and the bare image is compressed by the same one here.
+Compressed size is what zstd at the build's level (builder.imagepack.ZSTD_LEVEL) makes of the raw image: the
+appliance build's own .zst is made at that level, and the bare image is compressed at the same one here.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 from bench import stats
 from bench.measure import BenchError, allocated_bytes
-from builder import diskimage
+from builder import diskimage, imagepack
 
-ZSTD = ["zstd", "-q", "-T0", "-10", "--force"]
+ZSTD = ["zstd", "-q", "-T0", f"-{imagepack.ZSTD_LEVEL}", "--force"]
 TOP = 10
 
 

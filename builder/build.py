@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import log, manifest, render, sources
+from builder import imagepack, log, manifest, render, sources
 from builder.config import Config
 from builder.errors import die
 from builder.resources import IMAGE_DIR
@@ -143,13 +143,6 @@ def fit_to_disk(config: Config, image: Path) -> None:
     run(["sfdisk", "--quiet", "--relocate", "gpt-bak-std", str(image)])
 
 
-def compress(image: Path) -> Path:
-    target = image.with_name(image.name + ".zst")
-    with log.step(f"Compressing to {target.name}"):
-        run(["zstd", "-q", "-T0", "-10", "--force", str(image), "-o", str(target)])
-    return target
-
-
 def publish(staged: list[Path], output_dir: Path) -> list[Path]:
     """Rename each finished file into place (same file system, so each appears whole); sums go last."""
     final = []
@@ -170,10 +163,13 @@ def build(config: Config) -> Outputs:
             image = work / IMAGE_NAME
             os.replace(mkosi_output / f"{MKOSI_OUTPUT}.raw", image)
             fit_to_disk(config, image)
-            compressed = compress(image)
+            with log.step(f"Compressing to {image.name}.zst and computing checksums"):
+                packed = imagepack.pack(image)
+            compressed = packed.compressed
             packages = manifest.packages_from_mkosi(mkosi_output / f"{MKOSI_OUTPUT}.manifest")
             manifest_path = manifest.write_manifest(work, manifest.build_manifest(config, packages, image, compressed))
-            sums = manifest.write_sums(work, [image, compressed, manifest_path])
+            sums = manifest.write_sums(work, [image, compressed, manifest_path],
+                                       known={image: packed.sha256, compressed: packed.compressed_sha256})
         image, compressed, manifest_path, sums = publish([image, compressed, manifest_path, sums], output_dir)
     log.info(f"Image: {image} ({image.stat().st_size / 2**30:.1f} GiB virtual, "
              f"{manifest.allocated_bytes(image) / 2**20:.0f} MiB allocated, "

@@ -395,7 +395,8 @@ def finalize(values: dict[str, Any]) -> Config:
         die(f"LINBIT keyring {keyring} does not exist", hint="pass the path of the ASCII-armoured key file")
 
     if values.get("disk_size", 2 * 2**30) < 1 * 2**30:
-        die("the disk size must be at least 1G", hint="the appliance needs about 1.2 GiB; 2G is the default")
+        die("the disk size must be at least 1G",
+            hint="the image alone takes about 0.9 GiB, and the database and logs need room; 2G is the default")
     return Config(**values)
 
 

@@ -91,9 +91,11 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def write_sums(directory: Path, files: list[Path]) -> Path:
+def write_sums(directory: Path, files: list[Path], known: dict[Path, str] | None = None) -> Path:
+    """SHA256SUMS for files; known holds digests already computed while the files were written."""
+    known = known or {}
     path = directory / SUMS_NAME
-    path.write_text("".join(f"{sha256(f)}  {f.name}\n" for f in files))
+    path.write_text("".join(f"{known.get(f) or sha256(f)}  {f.name}\n" for f in files))
     return path
 
 

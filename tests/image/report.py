@@ -20,6 +20,21 @@ UNITS = (
     "systemd-timesyncd.service",
     "getty@tty1.service",
     "nftables.service",
+    "sshd-keygen.service",
+)
+# What a C.UTF-8 controller VM never reads; none of it may reach the image (globs in the root file system).
+NEVER_READ = (
+    "usr/share/locale/*",
+    "usr/share/doc/*",
+    "usr/share/man/*/*.gz",
+    "usr/lib/jvm/*/lib/server/classes_nocoops.jsa",
+    "usr/lib/python3.*/test",
+    "usr/lib/udev/hwdb.d/*",
+    "usr/bin/grub-*",
+    "var/lib/apt/lists/*_Packages",
+    "var/lib/dpkg/*-old",
+    "var/cache/debconf/*-old",
+    "usr/lib/modules/*/kernel/arch/x86/kvm",
 )
 FILES = (
     "etc/machine-id",
@@ -56,6 +71,9 @@ class ImageReport:
     unit_states: dict[str, str] = field(default_factory=dict)
     apt_files: dict[str, str] = field(default_factory=dict)
     etc_listing: list[str] = field(default_factory=list)
+    never_read: list[str] = field(default_factory=list)  # paths matching NEVER_READ
+    kernels_in_root: list[str] = field(default_factory=list)  # kernel image files, not links
+    needs_update: dict[str, bool] = field(default_factory=dict)  # ConditionNeedsUpdate= at first boot
 
     def shadow_entry(self, user: str) -> list[str]:
         for line in self.files["etc/shadow"].splitlines():
@@ -68,6 +86,30 @@ class ImageReport:
 def unit_state(root: Path, unit: str) -> str:
     result = subprocess.run(["systemctl", f"--root={root}", "is-enabled", unit], capture_output=True, text=True)
     return (result.stdout.strip() or result.stderr.strip()).splitlines()[0]
+
+
+def holds_files(path: Path) -> bool:
+    """A regular file, or a folder with one somewhere below; empty folders and links take no space, and
+    the packages' copyright notices stay on purpose (licences ask for them)."""
+    def counts(file: Path) -> bool:
+        return file.is_file() and not file.is_symlink() and file.name != "copyright"
+    if path.is_symlink():
+        return False
+    return counts(path) or (path.is_dir() and any(counts(p) for p in path.rglob("*")))
+
+
+def needs_update(root: Path, directory: str) -> bool:
+    """systemd's ConditionNeedsUpdate=/<directory>: is /usr newer than the directory's .updated stamp?"""
+    stamp = root / directory / ".updated"
+    if not stamp.exists():
+        return True
+    usr, other = (root / "usr").stat(), stamp.stat()
+    if int(usr.st_mtime) != int(other.st_mtime):
+        return int(usr.st_mtime) > int(other.st_mtime)
+    if other.st_mtime_ns % 10**9:
+        return usr.st_mtime_ns % 10**9 > other.st_mtime_ns % 10**9
+    match = re.search(r"^TIMESTAMP_NSEC=(\d+)$", stamp.read_text(), re.MULTILINE)
+    return match is None or usr.st_mtime_ns > int(match.group(1))
 
 
 def inspect(disk: Path) -> ImageReport:
@@ -95,4 +137,9 @@ def inspect(disk: Path) -> ImageReport:
             if path.is_file() and path.suffix in (".sources", ".list", ".pref", ".asc", ".conf", ""):
                 report.apt_files[str(path.relative_to(root))] = path.read_text(errors="replace")
         report.etc_listing = sorted(str(p.relative_to(root)) for p in (root / "etc").rglob("*"))
+        report.never_read = sorted(str(p.relative_to(root)) for pattern in NEVER_READ for p in root.glob(pattern)
+                                   if holds_files(p))
+        report.kernels_in_root = sorted(str(p.relative_to(root)) for p in root.glob("usr/lib/modules/*/vmlinuz*")
+                                        if p.is_file() and not p.is_symlink())
+        report.needs_update = {directory: needs_update(root, directory) for directory in ("etc", "var")}
     return report
