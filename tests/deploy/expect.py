@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,8 @@ def assert_backup_matches_host(cluster: SimCluster, vmid: int = 100) -> None:
 
 
 def assert_deployed(cluster: SimCluster, image: FakeImage, *, strategy: str = "device-path", redundancy: int,
-                    vmid: int = 100, ip: str = "10.0.0.100", name: str = "linstor-controller") -> None:  # fmt: skip
+                    vmid: int = 100, ip: str = "10.0.0.100", name: str = "linstor-controller",
+                    allow_from: tuple[str, ...] = ()) -> None:  # fmt: skip
     res = resource_name(strategy, vmid)
     device = f"/dev/drbd/by-res/{res}/0"
     version = image.linstor_version
@@ -103,8 +106,14 @@ def assert_deployed(cluster: SimCluster, image: FakeImage, *, strategy: str = "d
     lan = yaml.safe_load(files["/etc/netplan/config.yaml"] or b"")["network"]["ethernets"]["lan"]
     assert lan["addresses"] == [f"{ip}/24"] and lan["routes"] == [{"to": "default", "via": "10.0.0.254"}]
     firewall = (files["/etc/nftables.conf"] or b"").decode()
-    for node in cluster.nodes:
-        assert cluster.ip(node) in firewall
+    # Exactly the nodes and the --allow-from networks may reach the served ports (the ruleset may write
+    # neighbouring addresses as one network).
+    node_ips = {ipaddress.ip_address(cluster.ip(node)) for node in cluster.nodes}
+    extra = [ipaddress.ip_network(n, strict=False) for n in allow_from]
+    allowed = allowed_networks(firewall)
+    assert all(any(ip in net for net in allowed) for ip in node_ips), (node_ips, allowed)
+    assert all(any(net.subnet_of(e) for e in extra if e.version == net.version) or set(net) <= node_ips
+               for net in allowed), (node_ips, allowed)  # fmt: skip
     _, port, _ = http_settings((cluster.root(scenario.controller_node) / "etc/linstor/linstor.toml").read_text())
     assert f"tcp dport {{ {', '.join(map(str, sorted({22, 3371, port})))} }}" in firewall
     deployed = json.loads(files["/etc/linstor-appliance/deploy.json"] or b"{}")
@@ -165,3 +174,9 @@ def assert_rolled_back(cluster: SimCluster, before: dict[str, bytes], storage_cf
         if sat["online"]:
             assert sat["controller"] == f"{cluster.ip(host)}:3370"
     assert journal(cluster, vmid)["status"] == "rolled-back"
+
+
+def allowed_networks(ruleset: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The elements of the ruleset's allowed_v4 and allowed_v6 sets."""
+    found = re.findall(r"set allowed_v[46] \{[^}]*?elements = \{([^}]*)\}", ruleset, re.S)
+    return [ipaddress.ip_network(item.strip()) for group in found for item in group.split(",") if item.strip()]

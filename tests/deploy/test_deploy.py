@@ -89,7 +89,7 @@ def test_options_backup_job_dns_allow_from_and_database_export(on_node: SimClust
     args = deploy_args(image.raw, "--dns", "10.0.0.53", "--allow-from", allow, "--backup-storage", "local",
                        "--backup-schedule", "sun 03:00", "--name", "ctrl-vm", redundancy=2)  # fmt: skip
     assert run_deploy(on_node, args) == 0
-    assert_deployed(on_node, image, redundancy=2, name="ctrl-vm")
+    assert_deployed(on_node, image, redundancy=2, name="ctrl-vm", allow_from=tuple(allow.split(",")))
     assert "vzdump: linstor-appliance-100" in on_node.backup_jobs()
     assert "\tschedule sun 03:00" in on_node.backup_jobs() and "\tstorage local" in on_node.backup_jobs()
     record = journal(on_node)["steps"]["handover"]["record"]
