@@ -124,6 +124,12 @@ def _allowlist_stale(c: SimCluster) -> None:
     conf.write_text(conf.read_text().replace("10.0.0.2, ", ""))
 
 
+def _agent_down(c: SimCluster) -> None:
+    from sim import guests
+
+    guests.unregister(c.state, VMID)
+
+
 FAULTS: dict[str, tuple[Callable[[SimCluster], None], int, str, str]] = {
     "unfinished deploy": (_unfinished, 2, "deploy", "--resume"),
     "no protection": (_no_protection, 1, "protection", "--protection 1"),
@@ -135,6 +141,7 @@ FAULTS: dict[str, tuple[Callable[[SimCluster], None], int, str, str]] = {
     "no backup": (_no_backup, 2, "backup", "linstor-appliance backup"),
     "cold-start helper missing": (_coldstart_missing, 1, "coldstart", "coldstart install"),
     "allowlist stale": (_allowlist_stale, 2, "firewall", "linstor-appliance sync"),
+    "guest agent down": (_agent_down, 1, "firewall", "check that qemu-guest-agent runs in the VM"),
 }
 
 
