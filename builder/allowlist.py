@@ -4,22 +4,23 @@ The deploy writes /etc/nftables.conf into the VM disk while the VM is off. Later
 or leaving) reach the running VM through Proxmox's guest agent (`qm guest exec`, proxmox.md section 10),
 which needs neither a network path nor a key in the VM: the new ruleset goes in on stdin, is checked
 with `nft -c` first, replaces the file and is loaded at once. A ruleset nft rejects leaves the old one
-loaded and in place.
+loaded and in place. Every call goes through guestagent.run(), which reports an unreachable VM instead of
+raising: status and sync go on without it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from builder import guestagent
 from builder.deploy import controller
 from builder.deploy.context import Context
 from builder.deploy.options import Options
 from builder.deploy.pve import Pve
 from builder.deploy.steps.inject import firewall
-from builder.errors import ApplianceError
+from builder.guestagent import GuestResult
 
 GUEST_PATH = "/etc/nftables.conf"
 # Checked before it replaces the file; the file is what nftables.service loads at the next boot.
@@ -58,47 +59,13 @@ def expected(options: Options, node_ips: Sequence[str]) -> str:
     return firewall(cast(Context, inputs))
 
 
-@dataclass(frozen=True)
-class GuestResult:
-    """A guest program's outcome, or why the agent could not run it (`error`)."""
-
-    exitcode: int | None
-    out: str = ""
-    err: str = ""
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.exitcode == 0
-
-    def why(self) -> str:
-        if self.error is not None:
-            return self.error
-        return (self.err.strip().splitlines() or [f"exit code {self.exitcode}"])[-1]
-
-
 def guest_exec(pve: Pve, vmid: int, argv: tuple[str, ...], stdin: str | None = None) -> GuestResult:
     """One program in the VM, on the node that has its config (qm guest is node-local, section 10.5)."""
     entry = pve.vm(vmid)
     if entry is None:
         return GuestResult(None, error=f"VM {vmid} does not exist")
-    options = ["--timeout", str(TIMEOUT)] + (["--pass-stdin", "1"] if stdin is not None else [])
-    try:
-        result = pve.transport.run(pve.node(str(entry["node"])), ["qm", "guest", "exec", str(vmid), *options, "--",
-                                                                  *argv], input=stdin, check=False,
-                                   timeout=TIMEOUT + 15)  # fmt: skip
-    except ApplianceError as error:
-        return GuestResult(None, error=error.message)
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        return GuestResult(None, error=lines[-1].strip() if lines else f"qm exited with code {result.returncode}")
-    try:
-        data = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return GuestResult(None, error=f"qm guest exec printed no result: {result.stdout.strip()[:100]}")
-    if not data.get("exited"):
-        return GuestResult(None, error=f"the program in VM {vmid} did not finish within {TIMEOUT} s")
-    return GuestResult(int(data.get("exitcode", -1)), str(data.get("out-data", "")), str(data.get("err-data", "")))
+    node = pve.node(str(entry["node"]))
+    return guestagent.run(pve.transport, node, vmid, argv, timeout=TIMEOUT, grace=15, stdin=stdin)
 
 
 def read(pve: Pve, vmid: int) -> GuestResult:

@@ -22,10 +22,10 @@ from typing import Any
 import linstor
 
 from builder import log
-from builder.backup.guest import GuestAgent
 from builder.deploy import controller
 from builder.deploy.controller import Directory, Endpoint
 from builder.errors import die
+from builder.guestagent import GuestAgent
 
 DB_DIR = "/var/lib/linstor"
 H2_FILE = f"{DB_DIR}/linstordb.mv.db"

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from builder import log
 from builder.backup import export, store
-from builder.backup.guest import GuestAgent
 from builder.backup.options import Mode, Options
 from builder.backup.store import Place, Store
 from builder.deploy import controller
@@ -15,6 +14,7 @@ from builder.deploy.controller import Directory, Endpoint
 from builder.deploy.pve import Pve
 from builder.deploy.remote import Node, Transport
 from builder.errors import ApplianceError, die
+from builder.guestagent import GuestAgent
 
 DEPLOY_MANIFEST = "/etc/linstor-appliance/deploy.json"
 

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from sim import guests
 from sim.cluster import SimCluster
 
 from builder.errors import ApplianceError
@@ -99,4 +100,11 @@ def test_backup_refuses_a_storage_without_a_folder_and_a_stopped_vm(on_node: Sim
         run_backup(on_node, "--vmid", "100", "--storage", "drbdstorage")
     with pytest.raises(ApplianceError, match="VM 101 does not exist"):
         run_backup(on_node, "--vmid", "101")
+    # The VM runs but its guest agent does not answer: qm's reason, and what to check where.
+    guests.unregister(on_node.state, 100)
+    with pytest.raises(ApplianceError) as failed:
+        run_backup(on_node, "--vmid", "100")
+    assert failed.value.message == ("the guest agent of VM 100 on pve1 did not run "
+                                    "'cat /etc/linstor-appliance/deploy.json': QEMU guest agent is not running")
+    assert failed.value.hint == "check that VM 100 runs and has qemu-guest-agent ('qm guest cmd 100 ping' on pve1)"
     assert not (on_node.root("pve1") / "var/lib/linstor-appliance/backups").exists()

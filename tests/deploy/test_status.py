@@ -14,6 +14,7 @@ import pytest
 from sim.cluster import SimCluster
 
 from builder import cli, status
+from builder.deploy import firewall
 from builder.deploy import journal as journals
 from builder.status import backups, checks, options
 from deploy.fakeimage import FakeImage
@@ -120,8 +121,16 @@ def _allowlist_stale(c: SimCluster) -> None:
 
     root = guests.root(c.state, VMID)
     assert root is not None
-    conf = root / "etc/nftables.conf"
-    conf.write_text(conf.read_text().replace("10.0.0.2, ", ""))
+    # The ruleset a deploy would have written before pve3 joined: its address is missing.
+    stale = firewall.ruleset((22, 3370, 3371), firewall.allowlist(["10.0.0.1", "10.0.0.2"], []), vmid=VMID)
+    assert stale != (root / "etc/nftables.conf").read_text()
+    (root / "etc/nftables.conf").write_text(stale)
+
+
+def _agent_down(c: SimCluster) -> None:
+    from sim import guests
+
+    guests.unregister(c.state, VMID)
 
 
 FAULTS: dict[str, tuple[Callable[[SimCluster], None], int, str, str]] = {
@@ -135,6 +144,7 @@ FAULTS: dict[str, tuple[Callable[[SimCluster], None], int, str, str]] = {
     "no backup": (_no_backup, 2, "backup", "linstor-appliance backup"),
     "cold-start helper missing": (_coldstart_missing, 1, "coldstart", "coldstart install"),
     "allowlist stale": (_allowlist_stale, 2, "firewall", "linstor-appliance sync"),
+    "guest agent down": (_agent_down, 1, "firewall", "check that qemu-guest-agent runs in the VM"),
 }
 
 
