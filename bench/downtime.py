@@ -11,7 +11,6 @@ A real appliance needs its boot on top of this; figure 3 measures that.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import importlib.util
 import sys
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 from bench import stats
 from bench.measure import PROJECT_ROOT, BenchError
 from builder.errors import ApplianceError
+from builder.qemu import controller_answers
 
 POLL_S = 0.02
 APPLIANCE_ADDRESS = "10.0.0.100"
@@ -55,14 +55,7 @@ def answers(url: str | None) -> bool:
     if url is None:
         return False
     host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=1)
-    try:
-        connection.request("GET", "/v1/controller/version")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
+    return controller_answers(int(port), timeout=1, host=host)
 
 
 @dataclass

@@ -242,9 +242,9 @@ def forwards_for_appliance() -> tuple[Forward, Forward]:
 # -- the controller answering ---------------------------------------------------------------------------------
 
 
-def controller_answers(port: int, timeout: float = 5.0) -> bool:
-    """Whether GET /v1/controller/version on 127.0.0.1:port (a forward to the guest's 3370) returns 200."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def controller_answers(port: int, timeout: float = 5.0, host: str = "127.0.0.1") -> bool:
+    """Whether GET /v1/controller/version on host:port (by default a forward to the guest's 3370) returns 200."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("GET", "/v1/controller/version")
         return connection.getresponse().status == 200

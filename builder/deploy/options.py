@@ -126,7 +126,8 @@ def _file(value: str) -> Path:
     return Path(value).expanduser().absolute()
 
 
-def _image(value: str) -> Path:
+def parse_image(value: str) -> Path:
+    """An appliance image path (.raw, .raw.zst, .img or .img.zst), made absolute."""
     image = _file(value)
     if not image.name.endswith((".raw", ".raw.zst", ".img", ".img.zst")):
         die(f"{image.name} is neither a raw image nor its .zst", hint="pass linstor-controller.raw or .raw.zst")
@@ -194,7 +195,7 @@ def _seconds(value: str) -> float:
 
 
 OPTIONS: OptionTable[Options] = OptionTable(Options, "linstor-appliance deploy", outside=("root",), options=(
-    Option("image", "--image", _image, None, "the appliance image (.raw or .raw.zst); manifest.json and "
+    Option("image", "--image", parse_image, None, "the appliance image (.raw or .raw.zst); manifest.json and "
            "SHA256SUMS are expected next to it", "FILE", need=Need.FRESH),
     Option("manifest", "--manifest", _file, None, "manifest.json of the image", "FILE",
            default_help="next to the image", on_resume=OnResume.RECORDED),

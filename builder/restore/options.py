@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.deploy.options import STATE_DIR, STORAGE_ID_RE, parse_vmid
+from builder.deploy.options import STATE_DIR, STORAGE_ID_RE, parse_image, parse_vmid
 from builder.errors import die
 from builder.optiontable import Need, OnResume, Option, OptionTable, Switch, whole_number
 
@@ -24,13 +24,6 @@ def _backup(value: str) -> str:
         return value
     path = Path(value).expanduser().absolute()
     return str(path)
-
-
-def _image(value: str) -> Path:
-    image = Path(value).expanduser().absolute()
-    if not image.name.endswith((".raw", ".raw.zst", ".img", ".img.zst")):
-        die(f"{image.name} is neither a raw image nor its .zst", hint="pass linstor-controller.raw or .raw.zst")
-    return image
 
 
 def _storage(value: str) -> str:
@@ -68,7 +61,7 @@ OPTIONS: OptionTable[Options] = OptionTable(Options, "linstor-appliance restore"
            missing_hint="give the VMID of the controller VM, e.g. --vmid 100", on_resume=OnResume.RECORDED),
     Option("backup", "--backup", _backup, LATEST, "the backup file (with its .sha256 beside it), or 'latest'",
            "FILE|latest"),
-    Option("image", "--image", _image, None, "the appliance image to write onto the VM disk again (.raw or "
+    Option("image", "--image", parse_image, None, "the appliance image to write onto the VM disk again (.raw or "
            ".raw.zst, with manifest.json and SHA256SUMS beside it)", "FILE",
            default_help="only when the disk holds no appliance"),
     Option("storage", "--storage", _storage, None, "look for 'latest' on this storage instead of this node",
