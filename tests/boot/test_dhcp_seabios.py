@@ -13,6 +13,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from ipaddress import ip_network
 from pathlib import Path
 
 import linstor
@@ -20,8 +21,8 @@ import pytest
 from helpers import BuiltImage
 
 from builder import allowlist
+from builder.deploy import firewall
 from builder.qemu import Firmware
-from builder.resources import render
 
 from .checks import Identity, before_login, boot_loader_errors, failed_units, interactive_prompts
 from .machine import NEW_PASSWORD, USER, Booter, Machine
@@ -175,8 +176,8 @@ def test_backup_timer_is_scheduled_and_produces_a_backup(vm: Machine) -> None:
 def test_allowlist_update_through_the_guest_agent_is_live_without_a_reboot(vm: Machine) -> None:
     # What 'linstor-appliance sync' sends with 'qm guest exec --pass-stdin 1': the program and the ruleset on stdin.
     # 10.0.2.0/24 (QEMU's user network, where the host's connections come from) stays allowed.
-    ruleset = render("image/templates/deploy/nftables.conf.j2", vmid=100, ports=[22, 3370, 3371],
-                     allowed_v4=["10.0.2.0/24", "192.0.2.77"], allowed_v6=[])  # fmt: skip
+    ruleset = firewall.ruleset([22, 3370, 3371], firewall.allowlist(["192.0.2.77"], [ip_network("10.0.2.0/24")]),
+                               vmid=100)  # fmt: skip
     digest = hashlib.sha256(ruleset.encode()).hexdigest()
     agent = vm.agent()
     try:
