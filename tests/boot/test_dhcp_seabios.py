@@ -173,16 +173,13 @@ def test_backup_timer_is_scheduled_and_produces_a_backup(vm: Machine) -> None:
 # -- 10. firewall allowlist replaced in the running VM ---------------------------------------------------------
 
 
-def test_allowlist_update_through_the_guest_agent_is_live_without_a_reboot(vm: Machine) -> None:
-    # What 'linstor-appliance sync' sends with 'qm guest exec --pass-stdin 1': the program and the ruleset on stdin.
-    # 10.0.2.0/24 (QEMU's user network, where the host's connections come from) stays allowed.
-    ruleset = firewall.ruleset([22, 3370, 3371], firewall.allowlist(["192.0.2.77"], [ip_network("10.0.2.0/24")]),
-                               vmid=100)  # fmt: skip
-    digest = hashlib.sha256(ruleset.encode()).hexdigest()
+def apply_through_agent(vm: Machine, ruleset: bytes) -> dict[str, object]:
+    """What 'qm guest exec --pass-stdin 1' does for sync: allowlist.APPLY_ARGV with the ruleset on stdin; the
+    agent's final guest-exec-status."""
     agent = vm.agent()
     try:
         started = agent.call("guest-exec", {"path": allowlist.APPLY_ARGV[0], "arg": list(allowlist.APPLY_ARGV[1:]),
-                                            "input-data": base64.b64encode(ruleset.encode()).decode(),
+                                            "input-data": base64.b64encode(ruleset).decode(),
                                             "capture-output": True})  # fmt: skip
         status: dict[str, object] = {}
         for _ in range(60):
@@ -190,26 +187,25 @@ def test_allowlist_update_through_the_guest_agent_is_live_without_a_reboot(vm: M
             if status.get("exited"):
                 break
             time.sleep(1)
+        return status
     finally:
         agent.close()
+
+
+def test_allowlist_update_through_the_guest_agent_is_live_without_a_reboot(vm: Machine) -> None:
+    # What 'linstor-appliance sync' sends with 'qm guest exec --pass-stdin 1': the program and the ruleset on stdin.
+    # 10.0.2.0/24 (QEMU's user network, where the host's connections come from) stays allowed.
+    ruleset = firewall.ruleset([22, 3370, 3371], firewall.allowlist(["192.0.2.77"], [ip_network("10.0.2.0/24")]),
+                               vmid=100)  # fmt: skip
+    digest = hashlib.sha256(ruleset.encode()).hexdigest()
+    status = apply_through_agent(vm, ruleset.encode())
     err = base64.b64decode(str(status.get("err-data", ""))).decode(errors="replace")
     assert status.get("exited") and status.get("exitcode") == 0, err
     live = vm.shell.check("nft list set inet linstor_appliance allowed_v4")
     assert "192.0.2.77" in live
     assert vm.shell.check(f"sha256sum < {allowlist.GUEST_PATH}").split()[0] == digest
     # A ruleset nft rejects changes nothing: the file and the loaded rules stay as they were.
-    agent = vm.agent()
-    try:
-        started = agent.call("guest-exec", {"path": allowlist.APPLY_ARGV[0], "arg": list(allowlist.APPLY_ARGV[1:]),
-                                            "input-data": base64.b64encode(b"table inet broken {").decode(),
-                                            "capture-output": True})  # fmt: skip
-        for _ in range(60):
-            status = agent.call("guest-exec-status", {"pid": started["pid"]})
-            if status.get("exited"):
-                break
-            time.sleep(1)
-    finally:
-        agent.close()
+    status = apply_through_agent(vm, b"table inet broken {")
     assert status.get("exited") and status.get("exitcode") != 0
     assert "192.0.2.77" in vm.shell.check("nft list set inet linstor_appliance allowed_v4")
     assert vm.shell.check(f"sha256sum < {allowlist.GUEST_PATH}").split()[0] == digest
