@@ -17,6 +17,9 @@ class Mode(enum.StrEnum):
     resume = "resume"
     rollback = "rollback"
     commit = "commit"
+    # Only the second disk, made while the controller and the satellites still run one release (it cannot be
+    # made once they differ: the controller then refuses the satellites).
+    prepare = "prepare"
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,15 @@ OPTIONS: OptionTable[Options] = OptionTable(Options, "linstor-appliance upgrade"
            repeat=True, on_resume=OnResume.GIVEN),
     Option("mode", None, None, Mode.upgrade, on_resume=OnResume.GIVEN, switches=(
         Switch("--dry-run", Mode.dry_run, "check and print the plan, change nothing"),
+        Switch("--prepare", Mode.prepare, "only make the second disk, before the satellites are upgraded (the "
+               "controller cannot create it once they run another release)"),
         Switch("--resume", Mode.resume, "continue an interrupted upgrade of this VMID"),
         Switch("--rollback", Mode.rollback, "boot the VM from the old disk again (until --commit)"),
         Switch("--commit", Mode.commit, "keep the upgrade: free the old disk once a verified backup of the new "
                "controller's database exists"))),
 ))  # fmt: skip
 
-FRESH_MODES = (Mode.upgrade, Mode.dry_run)
+FRESH_MODES = (Mode.upgrade, Mode.dry_run, Mode.prepare)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

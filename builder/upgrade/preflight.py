@@ -27,7 +27,7 @@ from builder.deploy.versions import numbers, release
 from builder.errors import ApplianceError
 from builder.upgrade import apt, slots
 from builder.upgrade.context import Target
-from builder.upgrade.options import Options
+from builder.upgrade.options import Mode, Options
 
 # A backup at most this old counts as taken for this upgrade; an older one is taken again in step 1.
 FRESH_BACKUP = 15 * 60
@@ -156,11 +156,34 @@ class UpgradePreflight:
             return None
         to_version = facts.linstor_version
         self._versions(from_version, to_version)
+        new_resource = slots.resource(d.vmid, slots.other(slot))
+        if self.o.mode is Mode.prepare:
+            refused = [n.name for n in linstor_nodes if n.type in controller.SATELLITE_TYPES and n.status != "ONLINE"]
+            if refused:
+                self.add(f"the satellites on {', '.join(refused)} are not online with the controller, so it cannot "
+                         f"create {new_resource}", hint="prepare while they run the controller's release")
+            return Target(from_version=from_version, to_version=to_version, old_resource=old_resource,
+                          new_resource=new_resource, old_disk=str(config.get(slots.BOOT_DISK)))  # fmt: skip
+        self._new_disk(facts, new_resource, linstor_nodes)
         pins = self._satellites(facts, node_facts, linstor_nodes, to_version)
         backup = self._backup(facts)
         return Target(from_version=from_version, to_version=to_version, old_resource=old_resource,
-                      new_resource=slots.resource(d.vmid, slots.other(slot)),
+                      new_resource=new_resource,
                       old_disk=str(config.get(slots.BOOT_DISK)), pins=pins, backup=backup)  # fmt: skip
+
+    def _new_disk(self, facts: Facts, new_resource: str, linstor_nodes: list[NodeInfo]) -> None:
+        """The second disk must exist, or the controller must be able to create it (satellites of its release)."""
+        mismatched = [n.name for n in linstor_nodes if n.status == "VERSION_MISMATCH"]
+        if not mismatched:
+            return
+        with controller.connect(self.directory, facts.appliance_endpoint, timeout=15) as ctrl:
+            exists = ctrl.resource_definition(new_resource) is not None
+        if not exists:
+            self.add(f"the satellites on {', '.join(mismatched)} already run another release, so the controller "
+                     f"cannot create the second disk {new_resource}",
+                     hint="install the controller's release of linstor-satellite on them again (apt-get install "
+                          "--allow-downgrades), run 'linstor-appliance upgrade --prepare' with this image, then "
+                          "upgrade them and run the upgrade (or let it upgrade them with --satellites)")  # fmt: skip
 
     def _versions(self, from_version: str, to_version: str) -> None:
         have, want = numbers(from_version), numbers(to_version)

@@ -12,7 +12,7 @@ from builder.deploy import controller, inject, wait
 from builder.deploy.context import Context
 from builder.deploy.steps.image import primaries
 from builder.deploy.steps.start import running, start_vm, stop_vm
-from builder.errors import die
+from builder.errors import ApplianceError, die
 from builder.upgrade import slots
 from builder.upgrade.context import of
 from builder.upgrade.steps import device_path
@@ -27,7 +27,14 @@ def switch_back(ctx: Context, reason: str) -> str:
     with log.step(f"Switching VM {o.vmid} back to {t.old_resource}"):
         if running(ctx) or slots.booted(ctx.pve.vm_config(o.vmid)) != t.old_resource:
             stop_vm(ctx)
-            wait.until(lambda: not primaries(ctx, t.new_resource), timeout=max(o.wait_timeout, 60),
+
+            def released() -> bool:
+                try:
+                    return not primaries(ctx, t.new_resource)
+                except ApplianceError:
+                    return True  # not up on this node (a controller that lost it may have taken it down)
+
+            wait.until(released, timeout=max(o.wait_timeout, 60),
                        what=f"{t.new_resource} released on every node",
                        hint=f"see which node holds it: drbdsetup status {t.new_resource}", interval=0.5)  # fmt: skip
         if slots.booted(ctx.pve.vm_config(o.vmid)) != t.old_resource:

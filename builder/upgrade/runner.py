@@ -17,7 +17,7 @@ from builder.backup import take as backups
 from builder.backup.options import DEFAULT_KEEP
 from builder.backup.options import Mode as BackupMode
 from builder.backup.options import Options as BackupOptions
-from builder.deploy import controller, signals
+from builder.deploy import controller, signals, wait
 from builder.deploy import journal as journals
 from builder.deploy.controller import Directory
 from builder.deploy.journal import Journal
@@ -31,11 +31,11 @@ from builder.upgrade import rollback, slots
 from builder.upgrade.context import Target, UpgradeContext
 from builder.upgrade.options import Mode, Options
 from builder.upgrade.preflight import UpgradePreflight, deploy_options
-from builder.upgrade.steps import ALL, STOPS
+from builder.upgrade.steps import ALL, STOPS, Disk
 
 
 def path_for(state_dir: Path, vmid: int) -> Path:
-    return state_dir / f"upgrade-{vmid}.json"
+    return slots.journal_path(state_dir, vmid)
 
 
 def run(options: Options, directory: Directory | None = None) -> int:
@@ -79,7 +79,7 @@ def _run(options: Options, directory: Directory) -> int:
     transport = Transport(options.root, options.ssh_options)
     pve = Pve(transport, Node("localhost", "localhost", local=True))
     base = deploy_options(DeployOptions.from_json(deployed.options, options.root), options)
-    fresh = options.mode in (Mode.upgrade, Mode.dry_run)
+    fresh = options.mode in (Mode.upgrade, Mode.dry_run, Mode.prepare)
     if options.mode in (Mode.rollback, Mode.commit):
         base = replace(base, image=None)
     ctx = UpgradeContext(base, pve, transport, directory, recorded if not fresh else None,
@@ -109,6 +109,8 @@ def _run(options: Options, directory: Directory) -> int:
         return 0
     assert target is not None
     ctx.target = target
+    if options.mode is Mode.prepare:
+        return prepare(ctx)
     steps = [step for step in ALL if step.applies(ctx)]
     show_plan(ctx, steps)
     if options.mode is Mode.dry_run:
@@ -123,6 +125,18 @@ def _run(options: Options, directory: Directory) -> int:
         ctx.j.set_fact("target", target.to_json())
         execute(ctx, steps)
     report(ctx, steps)
+    return 0
+
+
+def prepare(ctx: UpgradeContext) -> int:
+    """Only the second disk (step 2, which changes nothing the appliance uses), so no journal is needed."""
+    disk = Disk()
+    with journals.exclusive(ctx.options.state_dir, ctx.options.vmid), log.step(disk.title):
+        record = disk.apply(ctx)
+    o = ctx.options
+    log.write(sys.stdout, f"Prepared: {record['resource']} (diskful on {', '.join(record['diskful'])}) waits for the "
+                          f"new image; upgrade the satellites to LINSTOR {ctx.t.to_version}, then run "
+                          f"'linstor-appliance upgrade --vmid {o.vmid} --image {o.image}'")  # fmt: skip
     return 0
 
 
@@ -216,6 +230,10 @@ def commit(ctx: UpgradeContext, options: Options) -> int:
     with log.step(f"Freeing the old disk {t.old_resource}"), controller.connect(ctx.directory, ctx.endpoint) as ctrl:
         if ctrl.resource_definition(t.old_resource) is not None:
             ctrl.delete_definition(t.old_resource)
+        device = o.host_path(slots.device(t.old_resource))
+        wait.until(lambda: not device.exists(), timeout=max(ctx.timeout, 60),
+                   what=f"{slots.device(t.old_resource)} going away",
+                   hint=f"check 'linstor resource list -r {t.old_resource}'", interval=0.5)  # fmt: skip
     ctx.j.set_status("committed")
     log.write(sys.stdout, f"Committed: VM {o.vmid} runs LINSTOR {t.to_version} from {t.new_resource}; the old disk "
                           f"{t.old_resource} was deleted after a verified backup.")  # fmt: skip

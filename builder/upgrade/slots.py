@@ -8,6 +8,7 @@ runs is read from the VM's configuration, never assumed.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 SLOTS = ("a", "b")
@@ -41,3 +42,8 @@ def booted(config: dict[str, Any] | None) -> str | None:
     """The disk resource the VM boots from (its scsi0 device path), or None."""
     match = DEVICE.match(str((config or {}).get(BOOT_DISK, "")))
     return match.group("resource") if match else None
+
+
+def journal_path(state_dir: Path, vmid: int) -> Path:
+    """The journal of the newest upgrade of VM `vmid` (builder.upgrade.runner)."""
+    return state_dir / f"upgrade-{vmid}.json"

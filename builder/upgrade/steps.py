@@ -124,8 +124,8 @@ class Disk(Step):
                 log.info(f"creating {t.new_resource} from resource group {f.resource_group}")
                 ctrl.spawn(f.resource_group, t.new_resource, f.disk_size // 1024, o.redundancy, props)
             else:
-                log.info(f"{t.new_resource} exists (an earlier attempt made it): the image is written over it")
-                ctrl.set_props(t.new_resource, props)
+                log.info(f"{t.new_resource} exists (prepared, or made by an earlier attempt): the image is written "
+                         "over it")  # fmt: skip
             placed = ctrl.placements(t.new_resource)
             if sum(1 for p in placed if not p.diskless) < o.redundancy:
                 ctrl.autoplace(t.new_resource, o.redundancy)
@@ -164,7 +164,10 @@ class Image(Step):
                 hint="copy the image again and check it with 'sha256sum -c SHA256SUMS'")
         verify_image(target, result.size, result.sha256, label=f"Reading back {slots.device(t.new_resource)}")
         with controller.connect(ctx.directory, f.appliance_endpoint) as ctrl:
-            ctrl.set_props(t.new_resource, controller.MIGRATION_PROPS)
+            definition = ctrl.resource_definition(t.new_resource)
+            if definition is None or any(definition.properties.get(k) != v
+                                         for k, v in controller.MIGRATION_PROPS.items()):  # fmt: skip
+                ctrl.set_props(t.new_resource, controller.MIGRATION_PROPS)
         return {"size": result.size, "sha256": result.sha256, "seconds": round(result.seconds, 3)}
 
     def summary(self, ctx: Context, record: dict[str, Any]) -> list[str]:
