@@ -8,6 +8,10 @@ the image on that disk would.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from builder import cli
 from builder.deploy.journal import Journal
 from builder.errors import ApplianceError
 from builder.status import checks
+from builder.testpoint import ENV as PAUSE_ENV
 from builder.upgrade import options as upgrade_options
 from builder.upgrade import runner as upgrade_runner
 from deploy import daytwo, fakeimage
@@ -298,13 +303,18 @@ def test_a_kill_after_every_step_then_resume(deployed: SimCluster, images: Image
 
 
 @pytest.mark.sim_scenario(nodes=2, linstor_version="1.34", ha_delay=0.05)
-def test_downgrade_refused(on_node: SimCluster, fake_images: Callable[..., FakeImage], guest: Guest) -> None:
+def test_downgrade_refused(on_node: SimCluster, fake_images: Callable[..., FakeImage], guest: Guest,
+                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     assert run_deploy(on_node, deploy_args(fake_images("1.34.0").compressed, redundancy=2)) == 0
     config = on_node.vm_config(100)
+    capsys.readouterr()
 
     message = upgrade_failure(on_node, "--vmid", "100", "--image", str(fake_images("1.33.3").compressed))
 
     assert "preflight found" in message and "nothing was changed" in message, message
+    printed = capsys.readouterr()
+    assert ("problem: the image has LINSTOR 1.33.3, older than the running controller's 1.34.0: LINSTOR has no "
+            "downgrade path for its database") in printed.err + printed.out, printed
     assert knows(on_node, VM)["version"] == "1.34.0"
     assert on_node.vm_config(100) == config
     assert not (on_node.root("pve1") / "var/lib/linstor-appliance/upgrade-100.json").exists()
@@ -325,11 +335,14 @@ def test_satellites_upgraded_before_the_second_disk_existed_refused(deployed: Si
 
 
 @pytest.mark.sim_scenario(**SCENARIO)
-def test_satellites_behind_without_satellites_refused(deployed: SimCluster,
-                                                      images: Images) -> None:  # fmt: skip
+def test_satellites_behind_without_satellites_refused(deployed: SimCluster, images: Images,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     before = knows(deployed, VM)
     message = upgrade_failure(deployed, "--vmid", "100", "--image", str(images[1].compressed))
     assert "preflight found 1 problem" in message, message
+    printed = capsys.readouterr()
+    assert ("the satellites on pve1 (1.33.3), pve2 (1.33.3) do not run LINSTOR 1.34.0; upgrade them with apt "
+            "first, or let the upgrade do it with --satellites") in printed.err + printed.out
     assert knows(deployed, VM) == before
     assert not (deployed.root("pve1") / "var/lib/linstor-appliance/upgrade-100.json").exists()
 
@@ -369,3 +382,53 @@ def test_a_version_apt_cannot_install_is_refused_at_preflight(deployed: SimClust
     assert "E: Version '1.34.0' for 'linstor-common' was not found" in printed.out + printed.err
     assert knows(cluster, VM) == before and cluster.vm_config(100) == config
     assert not (cluster.root("pve1") / "var/lib/linstor-appliance/upgrade-100.json").exists()
+
+
+def signalled(cluster: SimCluster, args: list[str], point: str, signum: signal.Signals,
+              tmp_path: Path) -> tuple[int, str]:  # fmt: skip
+    """`linstor-appliance upgrade ARGS` as its own process on pve1, held at `point` and signalled there."""
+    marker = tmp_path / f"paused-{point}"
+    output = tmp_path / f"output-{point}"
+    env = cluster.env("pve1")
+    env["PYTHONPATH"] = f"{PROJECT}:{PROJECT / 'tests'}"
+    env[PAUSE_ENV] = f"{point}:{marker}"
+    with output.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "deploy.simcli", "upgrade", *args], env=env, stdout=sink,
+                                   stderr=sink, stdin=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert process.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, f"the upgrade never reached {point}"
+        time.sleep(0.05)
+    process.send_signal(signum)
+    code = process.wait(timeout=180)
+    return code, output.read_text()
+
+
+@pytest.mark.sim_scenario(**SCENARIO)
+@pytest.mark.parametrize(("point", "signum"), [("after-image", signal.SIGTERM), ("after-stop", signal.SIGHUP),
+                                               ("after-start", signal.SIGINT)])  # fmt: skip
+def test_a_signal_ends_in_a_known_state(deployed: SimCluster, images: Images, guest: Guest, tmp_path: Path,
+                                        point: str, signum: signal.Signals) -> None:  # fmt: skip
+    """Before the VM stops, a signal stops the upgrade and --resume finishes it; after, the VM is switched back."""
+    cluster = deployed
+    prepare_then_upgrade_satellites(cluster, images[1], guest)
+    before = knows(cluster, VM)
+
+    code, output = signalled(cluster, ["--vmid", "100", "--image", str(images[1].compressed)], point, signum,
+                             tmp_path)  # fmt: skip
+
+    assert code == 1, output
+    assert "Traceback" not in output
+    data = journal(cluster)
+    if point == "after-image":
+        assert f"failed: interrupted by {signum.name}; continue with 'linstor-appliance upgrade --vmid 100 " \
+               "--resume', or give it up with --rollback" in output, output
+        assert data["status"] == "failed" and knows(cluster, VM) == before
+        assert run_upgrade(cluster, "--vmid", "100", "--resume") == 0
+        assert knows(cluster, VM)["version"] == "1.34.0"
+        return
+    assert f"interrupted by {signum.name}; rolled back: VM 100 runs LINSTOR 1.33.3" in output, output
+    assert data["status"] == "rolled-back"
+    assert knows(cluster, VM) == before
+    assert cluster.vm_config(100)["scsi0"].startswith(f"/dev/drbd/by-res/{OLD}/0")
