@@ -106,6 +106,11 @@ def knows(cluster: SimCluster, address: str) -> dict[str, list[Any]]:
 
 def slot_lines(cluster: SimCluster) -> list[str]:
     """The `slot` lines of `linstor-appliance status`."""
+    return [f"{line.level.label} {line.text}" for line in status_lines(cluster) if line.check == "slot"]
+
+
+def status_lines(cluster: SimCluster) -> list[checks.Line]:
+    """The lines of `linstor-appliance status`."""
     from builder.deploy.pve import Pve
     from builder.deploy.remote import Node, Transport
     from builder.deployment import load
@@ -115,7 +120,7 @@ def slot_lines(cluster: SimCluster) -> list[str]:
         transport = Transport(cluster.root("pve1"))
         status = checks.Status(deployment, Pve(transport, Node("localhost", "localhost", local=True)), transport,
                                SimDirectory(cluster, "pve1"), 2, 10.0)  # fmt: skip
-        return [f"{line.level.label} {line.text}" for line in checks.slots(status)]
+        return checks.run_all(status)
 
 
 @pytest.fixture
@@ -171,7 +176,12 @@ def test_upgrade_with_satellites_already_upgraded_then_commit(deployed: SimClust
     assert not cluster.drbd_device("pve1", OLD).exists()
     assert len(stored(cluster, "pve1")) == backups_before + 2  # a verified backup before the old disk went
     assert journal(cluster)["status"] == "committed"
-    assert slot_lines(cluster) == [f"OK VM 100 boots slot b ({NEW}, LINSTOR 1.34.0); no other slot is kept"]
+    lines = status_lines(cluster)
+    assert [f"{line.level.label} {line.text}" for line in lines if line.check == "slot"] == [
+        f"OK VM 100 boots slot b ({NEW}, LINSTOR 1.34.0); no other slot is kept"]
+    # The rest of status looks at the disk the VM boots now.
+    replicas = [line for line in lines if line.check == "replicas"]
+    assert [line.level.label for line in replicas] == ["OK"] and NEW in replicas[0].text, replicas
 
 
 @pytest.mark.sim_scenario(**SCENARIO)
