@@ -230,6 +230,9 @@ def commit(ctx: UpgradeContext, options: Options) -> int:
     with log.step(f"Freeing the old disk {t.old_resource}"), controller.connect(ctx.directory, ctx.endpoint) as ctrl:
         if ctrl.resource_definition(t.old_resource) is not None:
             ctrl.delete_definition(t.old_resource)
+        # The old disk's boot unit would only fail at the next boot now.
+        for facts in ctx.f.nodes:
+            ctx.pve.systemctl(facts.node, "disable", f"drbd@{t.old_resource}.target", check=False)
         device = o.host_path(slots.device(t.old_resource))
         wait.until(lambda: not device.exists(), timeout=max(ctx.timeout, 60),
                    what=f"{slots.device(t.old_resource)} going away",

@@ -19,14 +19,17 @@ from builder.backup.options import DEFAULT_KEEP
 from builder.backup.options import Mode as BackupMode
 from builder.backup.options import Options as BackupOptions
 from builder.deploy import backup, controller, inject, wait
-from builder.deploy.context import Context
+from builder.deploy.context import Context, NodeFacts
 from builder.deploy.steps.base import Action, Step
 from builder.deploy.steps.image import primaries
 from builder.deploy.steps.inject import DEPLOY_MANIFEST, H2_SUFFIXES, IMAGE_MANIFEST
 from builder.deploy.steps.start import running, start_vm, stop_vm
+from builder.deploy.steps.units import ENABLE, SATELLITE
+from builder.deploy.versions import needs_keep_res
 from builder.errors import die
 from builder.imagewrite import verify as verify_image
 from builder.imagewrite import write_image
+from builder.resources import render
 from builder.upgrade import apt, slots
 from builder.upgrade.context import of
 
@@ -173,6 +176,44 @@ class Image(Step):
     def summary(self, ctx: Context, record: dict[str, Any]) -> list[str]:
         return [f"{ctx.options.image}: {record.get('size', 0) / 2**20:.0f} MiB written to {of(ctx).t.new_resource} "
                 "and verified"]
+
+
+class BootUnits(Step):
+    """As the deploy's step 5 for the first disk: after a cluster-wide outage the VM must start from the new disk
+    before any controller runs, so every node brings it up from its .res file at boot."""
+
+    key = "units"
+    title = "Bring the new disk up at boot on every node, without a controller"
+
+    def _unit(self, ctx: Context, facts: NodeFacts) -> str:
+        return f"drbd@{of(ctx).t.new_resource}.target" if facts.drbd_target else "drbd.service"
+
+    def describe(self, ctx: Context) -> list[Action]:
+        return [Action(n.node.name, f"systemctl enable {self._unit(ctx, n)}") for n in ctx.f.nodes]
+
+    def still_done(self, ctx: Context) -> bool:
+        return all(ctx.pve.unit_enabled(n.node, self._unit(ctx, n)) for n in ctx.f.nodes)
+
+    def apply(self, ctx: Context) -> dict[str, Any]:
+        t = of(ctx).t
+        keep = needs_keep_res(t.to_version)
+        done: dict[str, str] = {}
+        for facts in ctx.f.nodes:
+            unit = self._unit(ctx, facts)
+            if keep:
+                text = render("image/templates/deploy/satellite-keep-res.conf.j2", vmid=ctx.options.vmid,
+                              resource=t.new_resource, after=unit if unit.startswith("drbd@") else None)  # fmt: skip
+                ctx.transport.write_file(facts.node, keep_res_dropin(ctx.options.vmid, t.new_resource), text)
+            ctx.transport.script(facts.node, ENABLE, unit, "1" if keep else "")
+            done[facts.node.name] = unit
+        return {"nodes": done}
+
+    def summary(self, ctx: Context, record: dict[str, Any]) -> list[str]:
+        return [f"{name}: {unit} enabled" for name, unit in record.get("nodes", {}).items()]
+
+
+def keep_res_dropin(vmid: int, resource: str) -> str:
+    return f"/etc/systemd/system/{SATELLITE}.d/50-linstor-appliance-{vmid}-{resource}.conf"
 
 
 class Stop(Step):
@@ -409,6 +450,7 @@ class Satellites(Step):
                 f"{', '.join(record.get('upgraded', []))}"]
 
 
-ALL: tuple[Step, ...] = (Backup(), Disk(), Image(), Stop(), Inject(), Switch(), Start(), Verify(), Satellites())
+ALL: tuple[Step, ...] = (Backup(), Disk(), Image(), BootUnits(), Stop(), Inject(), Switch(), Start(), Verify(),
+                         Satellites())  # fmt: skip
 # From this step on the old controller is stopped: a failure switches back to the old disk.
 STOPS = "stop"

@@ -167,6 +167,8 @@ def test_upgrade_with_satellites_already_upgraded_then_commit(deployed: SimClust
     assert data["steps"]["backup"]["record"]["taken"] is True and len(stored(cluster, "pve1")) == backups_before + 1
     # The old disk was only read.
     assert cluster.drbd_device("pve1", OLD).read_bytes() == old_disk
+    # After a cluster-wide outage every node brings the new disk up without a controller, as the old one.
+    assert [cluster.unit_enabled(n, f"drbd@{NEW}.target") for n in ("pve1", "pve2")] == ["enabled", "enabled"]
     assert slot_lines(cluster) == [f"WARNING VM 100 boots slot b ({NEW}, LINSTOR 1.34.0); slot a ({OLD}, LINSTOR "
                                    "1.33.3) is kept: the upgrade is pending commit"]  # fmt: skip
 
@@ -174,6 +176,7 @@ def test_upgrade_with_satellites_already_upgraded_then_commit(deployed: SimClust
 
     assert OLD not in knows(cluster, VM)["definitions"]
     assert not cluster.drbd_device("pve1", OLD).exists()
+    assert [cluster.unit_enabled(n, f"drbd@{OLD}.target") for n in ("pve1", "pve2")] == ["disabled", "disabled"]
     assert len(stored(cluster, "pve1")) == backups_before + 2  # a verified backup before the old disk went
     assert journal(cluster)["status"] == "committed"
     lines = status_lines(cluster)
@@ -210,7 +213,7 @@ def test_a_new_controller_that_does_not_answer_switches_back(deployed: SimCluste
 
     message = upgrade_failure(cluster, "--vmid", "100", "--image", str(liar.compressed), "--timeout", "3")
 
-    assert "upgrade step 8 (Verify the new controller) failed" in message, message
+    assert "upgrade step 9 (Verify the new controller) failed" in message, message
     assert f"rolled back: VM 100 runs LINSTOR 1.33.3 from {OLD} with its database unchanged" in message, message
     assert any("linstor-controller 1.34.1 is installed" in text for text in guest.check_failures)
     assert knows(cluster, VM) == before
@@ -254,6 +257,10 @@ def test_rollback_on_request_before_commit(deployed: SimCluster, images: Images,
     before = knows(cluster, VM)
     assert run_upgrade(cluster, "--vmid", "100", "--image", str(images[1].compressed)) == 0
     add_resource_group(cluster, VM, "onlyinthenewone")
+    # The deploy's rollback knows the first disk only, whose database is older now: refused.
+    with pytest.raises(ApplianceError, match=f"boots from {NEW} since an upgrade"):
+        run_deploy(cluster, ["--vmid", "100", "--rollback"])
+    assert knows(cluster, VM)["version"] == "1.34.0"
 
     assert run_upgrade(cluster, "--vmid", "100", "--rollback") == 0
 
@@ -272,7 +279,7 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing catches it, so the journal stays as the kill left it."""
 
 
-STEPS = ["backup", "disk", "image", "stop", "inject", "switch", "start", "verify"]
+STEPS = ["backup", "disk", "image", "units", "stop", "inject", "switch", "start", "verify"]
 
 
 @pytest.mark.sim_scenario(**SCENARIO)
