@@ -20,7 +20,7 @@ import linstor
 import pytest
 from sim.cluster import SimCluster
 
-from builder import cli
+from builder import cli, sync
 from builder.deploy.journal import Journal
 from builder.errors import ApplianceError
 from builder.status import checks
@@ -141,8 +141,8 @@ SCENARIO = {"nodes": 2, "linstor_version": "1.33", "ha_delay": 0.05}
 
 
 @pytest.mark.sim_scenario(**SCENARIO)
-def test_upgrade_with_satellites_already_upgraded_then_commit(deployed: SimCluster, images: Images,
-                                                              guest: Guest) -> None:  # fmt: skip
+def test_upgrade_with_satellites_already_upgraded_then_commit(deployed: SimCluster, images: Images, guest: Guest,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     cluster = deployed
     prepare_then_upgrade_satellites(cluster, images[1], guest)
     before = knows(cluster, VM)
@@ -182,9 +182,12 @@ def test_upgrade_with_satellites_already_upgraded_then_commit(deployed: SimClust
     lines = status_lines(cluster)
     assert [f"{line.level.label} {line.text}" for line in lines if line.check == "slot"] == [
         f"OK VM 100 boots slot b ({NEW}, LINSTOR 1.34.0); no other slot is kept"]
-    # The rest of status looks at the disk the VM boots now.
+    # The rest of status looks at the disk the VM boots now, and so does sync: nothing to change.
     replicas = [line for line in lines if line.check == "replicas"]
     assert [line.level.label for line in replicas] == ["OK"] and NEW in replicas[0].text, replicas
+    with environment(cluster, "pve1"):
+        assert sync.run(cluster.root("pve1"), 100, directory=SimDirectory(cluster, "pve1")) == 0
+    assert "nothing to change" in capsys.readouterr().out
 
 
 @pytest.mark.sim_scenario(**SCENARIO)
