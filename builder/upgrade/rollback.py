@@ -15,7 +15,7 @@ from builder.deploy.steps.start import running, start_vm, stop_vm
 from builder.errors import ApplianceError, die
 from builder.upgrade import slots
 from builder.upgrade.context import of
-from builder.upgrade.steps import device_path
+from builder.upgrade.steps import device_path, res_file
 
 
 def switch_back(ctx: Context, reason: str) -> str:
@@ -37,6 +37,7 @@ def switch_back(ctx: Context, reason: str) -> str:
             wait.until(released, timeout=max(o.wait_timeout, 60),
                        what=f"{t.new_resource} released on every node",
                        hint=f"see which node holds it: drbdsetup status {t.new_resource}", interval=0.5)  # fmt: skip
+        bring_up_old_disk(ctx)
         if slots.booted(ctx.pve.vm_config(o.vmid)) != t.old_resource:
             ctx.pve.qm(o.vmid, "set", f"--{slots.BOOT_DISK}", t.old_disk)
         start_vm(ctx)
@@ -48,6 +49,28 @@ def switch_back(ctx: Context, reason: str) -> str:
             hint=f"check which disk VM {o.vmid} boots ('qm config {o.vmid}')")
     ctx.j.set_status("rolled-back", rolled_back_because=reason)
     return version
+
+
+def bring_up_old_disk(ctx: Context) -> None:
+    """The old disk up on every node again, from its .res file as kept before the stop, where a new controller
+    that lost its definition made the satellite take it down (the data stays on the backing storage)."""
+    t = of(ctx).t
+    saved: dict[str, str] = dict(ctx.j.fact("old_res_files") or {})
+    device = slots.device(t.old_resource)
+    for facts in ctx.f.nodes:
+        node = facts.node
+        if node.local:
+            present = ctx.options.host_path(device).exists()
+        else:
+            present = ctx.transport.run(node, ["test", "-e", device], check=False).returncode == 0
+        if present or node.name not in saved:
+            continue
+        log.warn(f"{t.old_resource} is down on {node.name}: bringing it up from its kept .res file")
+        ctx.transport.write_file(node, res_file(t.old_resource), saved[node.name])
+        ctx.pve.systemctl(node, "start", f"drbd@{t.old_resource}.target", check=False)
+    local = ctx.options.host_path(device)
+    wait.until(local.exists, timeout=60, what=f"{device} coming up on {ctx.f.local.name}",
+               hint=f"bring it up: drbdadm up {t.old_resource}", interval=0.5)  # fmt: skip
 
 
 def refuse_after_satellites(ctx: Context) -> None:
