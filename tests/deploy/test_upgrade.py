@@ -398,8 +398,9 @@ def test_a_version_apt_cannot_install_is_refused_at_preflight(deployed: SimClust
     assert "preflight found 2 problems" in message and "nothing was changed" in message, message
     printed = capsys.readouterr()
     for node in ("pve1", "pve2"):
-        assert f"apt on {node} cannot install linstor-common=1.34.0" in printed.out + printed.err
-    assert "E: Version '1.34.0' for 'linstor-common' was not found" in printed.out + printed.err
+        # The repository has no 1.34.0 at all, so the pin is the image's own package version.
+        assert f"apt on {node} cannot install linstor-common=1.34.0-1 linstor-satellite=1.34.0-1" in printed.err
+    assert "E: Version '1.34.0-1' for 'linstor-common' was not found" in printed.err
     assert knows(cluster, VM) == before and cluster.vm_config(100) == config
     assert not (cluster.root("pve1") / "var/lib/linstor-appliance/upgrade-100.json").exists()
 
