@@ -53,5 +53,5 @@ def check_installed(config: Config, packages: list[dict[str, str]]) -> None:
     pin = config.linstor_version
     if pin is not None and not matches(pin, installed):
         die(f"the image has {CONTROLLER} {installed} installed instead of the pinned {pin}, so no image was written",
-            hint=f"make the package source hold {pin}, and if it does, build with an empty --cache-dir "
-                 "(mkosi reuses a cached image with the packages it had)")
+            hint=f"mkosi reuses its cached image, packages included, when only the pin changed: remove "
+                 f"{config.cache_dir / 'mkosi'} and build again")
