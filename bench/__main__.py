@@ -148,8 +148,8 @@ class Session:
 
     def write(self) -> dict[str, Any]:
         scratch = self.workspace.scratch("write")
-        writes = write.run_writes(self.image("appliance"), self.args.runs, scratch,
-                                  self.workspace.log("write"), say)
+        writes = write.run_writes(self.image("appliance"), self.args.runs, scratch, self.workspace.log("write"), say,
+                                  sample_bytes=write.QUICK_SAMPLE_BYTES if self.args.quick else None)
         return write.figure(writes)
 
     def downtime(self) -> dict[str, Any]:

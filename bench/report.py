@@ -169,8 +169,11 @@ def write_details(results: dict[str, Any]) -> list[str]:
     write = _get(results, "figures", "write")
     if failed(write) is not None:
         return []
+    sampled = f" (the first {size(write['image_bytes'])} of {write['sample_of']}: a quick run)" \
+        if "sample_of" in write else ""
     lines = ["## Image write in detail", "",
-             f"Image: {size(write['image_bytes'])} virtual, {size(write['image_allocated_bytes'])} allocated.", "",
+             f"Image: {size(write['image_bytes'])} virtual, {size(write['image_allocated_bytes'])} allocated"
+             f"{sampled}.", "",
              "| Target | Method | Time | Bytes written | Target allocation | Data in the target | Identical |",
              "|---|---|---|---|---|---|---|"]
     for kind, methods in write["targets"].items():
@@ -216,7 +219,7 @@ Every figure is measured on this machine in one run of `python -m bench`, the ap
 alternating run by run so that a busy spell of the machine or the mirror hits both. Cells show the median
 with the minimum and maximum in brackets; the raw values are in `bench/results.json`. These are
 measurements, not promises: CI runs the harness once in quick mode (`make bench-quick`) only to prove
-it works, and nothing asserts a timing.
+it works (writing only the first 128 MiB of the image), and nothing asserts a timing.
 
 - **Build.** The appliance is `linstor-appliance build --distribution debian --linstor-source local:DIR`
   (stand-in LINSTOR packages, built once per run, from `tests/fixtures`). The baseline is a bare mkosi

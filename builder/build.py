@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import imagepack, log, manifest, render, sources
+from builder import imagepack, log, manifest, pin, render, sources
 from builder.config import Config
 from builder.errors import die
 from builder.resources import IMAGE_DIR
@@ -156,9 +156,12 @@ def publish(staged: list[Path], output_dir: Path) -> list[Path]:
 def build(config: Config) -> Outputs:
     check_host()
     linbit_key = sources.check(config)
+    pin.check_available(config)
     output_dir = config.output_dir
     with staging(output_dir) as work:
         mkosi_output = run_mkosi(config, work, linbit_key)
+        packages = manifest.packages_from_mkosi(mkosi_output / f"{MKOSI_OUTPUT}.manifest")
+        pin.check_installed(config, packages)
         with log.step("Packaging the outputs"):
             image = work / IMAGE_NAME
             os.replace(mkosi_output / f"{MKOSI_OUTPUT}.raw", image)
@@ -166,7 +169,6 @@ def build(config: Config) -> Outputs:
             with log.step(f"Compressing to {image.name}.zst and computing checksums"):
                 packed = imagepack.pack(image)
             compressed = packed.compressed
-            packages = manifest.packages_from_mkosi(mkosi_output / f"{MKOSI_OUTPUT}.manifest")
             manifest_path = manifest.write_manifest(work, manifest.build_manifest(config, packages, image, compressed))
             sums = manifest.write_sums(work, [image, compressed, manifest_path],
                                        known={image: packed.sha256, compressed: packed.compressed_sha256})

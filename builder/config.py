@@ -58,13 +58,16 @@ SSH_KEY_RE = re.compile(
 
 @dataclass(frozen=True)
 class LinstorSource:
-    """Where linstor-controller comes from: LINBIT's repositories, or a folder of .deb files."""
+    """Where linstor-controller comes from: LINBIT's repositories (or a mirror of them), or a folder of .deb files."""
 
     kind: str  # "linbit" or "local"
     directory: Path | None = None
+    uri: str | None = None  # linbit:URL, a mirror of LINBIT's repository (or PPA) instead of LINBIT's own
 
     def __str__(self) -> str:
-        return "linbit" if self.kind == "linbit" else f"local:{self.directory}"
+        if self.kind == "local":
+            return f"local:{self.directory}"
+        return f"linbit:{self.uri}" if self.uri else "linbit"
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,14 @@ def parse_linstor_source(value: Any) -> LinstorSource:
         return LinstorSource("linbit")
     if text.startswith("local:"):
         return LinstorSource("local", Path(text.removeprefix("local:")).expanduser().absolute())
-    die(f"unknown LINSTOR package source '{text}'", hint="use 'linbit' or 'local:DIR' with a folder of .deb files")
+    if text.startswith("linbit:"):
+        uri = text.removeprefix("linbit:")
+        if not re.match(r"^(https?|file)://", uri):
+            die(f"LINSTOR package source '{text}' names no URL",
+                hint="write linbit:https://mirror.example/linbit/ for a mirror of LINBIT's repository")
+        return LinstorSource("linbit", uri=uri)
+    die(f"unknown LINSTOR package source '{text}'",
+        hint="use 'linbit', 'linbit:URL' (a mirror of it) or 'local:DIR' with a folder of .deb files")
 
 
 def parse_linstor_version(value: Any) -> str:
@@ -281,7 +291,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("distribution", parse_distribution, "ubuntu (24.04, default) or debian (13)", "DIST"),
     Setting("release", parse_text, "distribution release (noble for ubuntu, trixie for debian)", "RELEASE"),
     Setting("mirror", parse_text, "distribution mirror URL", "URL"),
-    Setting("linstor_source", parse_linstor_source, "'linbit' (LINBIT's public repository) or 'local:DIR'", "SRC"),
+    Setting("linstor_source", parse_linstor_source,
+            "'linbit' (LINBIT's public repository or PPA), 'linbit:URL' (a mirror of it) or 'local:DIR'", "SRC"),
     Setting("linstor_version", parse_linstor_version,
             "pin linstor-controller to this version (must match the satellites)", "VERSION"),
     Setting("linbit_keyring", parse_path, "LINBIT's repository signing key (ASCII-armoured), if already verified",

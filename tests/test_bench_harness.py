@@ -125,6 +125,9 @@ def test_quick_run_reports_every_figure(appliance_image: BuiltImage, standin_deb
         for key in path:
             record = record[key]
         assert record["runs"] >= 1, f"{'.'.join(path)}: {record}"
+    # A quick run writes the start of the suite's image (the seed's 512-byte dd would take minutes per GiB).
+    assert figures["write"]["sample_of"] == str(appliance_image.raw)
+    assert figures["write"]["image_bytes"] < appliance_image.raw.stat().st_size
     assert figures["write"]["targets"]["file"]["write_image"]["identical"] is True
     assert figures["write"]["targets"]["file"]["qemu-img dd"]["identical"] is True
     assert "## Results" in page.read_text()

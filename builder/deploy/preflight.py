@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from builder import log
-from builder.deploy import controller, storagecfg
+from builder.deploy import controller, firewall, storagecfg
 from builder.deploy.context import Facts, NodeFacts
 from builder.deploy.controller import Directory, Endpoint, NodeInfo
 from builder.deploy.journal import Journal
 from builder.deploy.options import Options, Strategy
 from builder.deploy.pve import ClusterStatus, Pve
 from builder.deploy.remote import Node, Transport
+from builder.deploy.steps import inject as inject_step
 from builder.deploy.steps.disk import ours as disk_is_ours
 from builder.deploy.steps.vm import is_ours as vm_is_ours
 from builder.deploy.versions import Plugin, release
@@ -151,7 +152,7 @@ class Preflight:
             return None
         assert image is not None and entry is not None and plugin is not None and host is not None
         assert o.address is not None and linstor_version is not None
-        return Facts(
+        facts = Facts(
             local=local, nodes=tuple(node_facts), plugin=plugin, linstor_version=linstor_version, storage=entry,
             drbd_entries=tuple(drbd_entries),
             resource_group=entry.options.get("resourcegroup", DEFAULT_RESOURCE_GROUP),
@@ -160,6 +161,13 @@ class Preflight:
             db_base=host.db_base, manifest=image.manifest, image_size=image.size, disk_size=image.disk_size,
             raw_sha256=image.raw_sha256,
         )  # fmt: skip
+        # The same check step 7 makes, here while nothing is changed yet: a ruleset nft refuses stops the deploy
+        # before the host's controller is touched.
+        self._check(self._firewall, facts, default=None)
+        return None if self.found.problems else facts
+
+    def _firewall(self, facts: Facts) -> None:
+        firewall.check(inject_step.firewall_for(facts, self.o))
 
     # --- the image -------------------------------------------------------------------------------
     def _image(self) -> _Image | None:

@@ -15,6 +15,7 @@ import pytest
 from sim.cluster import SimCluster, remove_tree
 from sim.scenario import Scenario
 
+from builder.deploy import firewall
 from deploy.fakeimage import FakeImage
 from deploy.harness import PROJECT, deploy_args, expect_failure, sim_env, state_snapshot
 
@@ -92,6 +93,18 @@ def test_not_a_proxmox_node(here: SimCluster, image133: FakeImage, capsys: pytes
     (bin_dir / "pveversion").unlink()
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin")
     assert "this is not a Proxmox VE node" in refused(here, deploy_args(image133.raw), capsys)
+
+
+def test_a_firewall_nft_refuses_stops_the_deploy_before_anything_changes(
+        here: SimCluster, image133: FakeImage, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The check step 7 makes on the rendered ruleset runs in preflight too, while the host controller still runs."""
+    overlapping = ("table inet linstor_appliance {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+                   "\t\telements = { 10.0.0.0/24, 10.0.0.1 }\n\t}\n}\n")  # fmt: skip
+    monkeypatch.setattr(firewall, "ruleset", lambda *args, **kwargs: overlapping)
+    problems = refused(here, deploy_args(image133.compressed), capsys)
+    assert "nft rejects the firewall for the VM" in problems and "conflicting intervals" in problems, problems
+    assert here.unit_active("pve1", "linstor-controller") == "active"
 
 
 def test_image_does_not_match_its_checksum(here: SimCluster, image133: FakeImage, capsys: pytest.CaptureFixture[str],

@@ -165,6 +165,9 @@ def test_manifest_and_checksums(appliance_image: BuiltImage) -> None:
     manifest = json.loads(appliance_image.manifest.read_text())
     assert manifest["distribution"] == "debian" and manifest["release"] == "trixie"
     assert manifest["linstor_controller"]["version"] == "1.34.0"
+    # Built with --linstor-version 1.34.0: the controller installed is the one pinned, not just the one asked for.
+    assert manifest["configuration"]["linstor_version"] == "1.34.0"
+    assert manifest["linstor_controller"]["package_version"] == "1.34.0-1~standin1"
     names = {p["name"] for p in manifest["packages"]}
     assert {"linstor-controller", "linstor-client", "openjdk-21-jre-headless", "qemu-guest-agent"} <= names
     assert manifest["kernel"].endswith("-cloud-amd64")

@@ -180,3 +180,10 @@ def test_timezone_from_the_config_file_is_checked_too(tmp_path: Path) -> None:
     path = tmp_path / "appliance.toml"
     path.write_text('timezone = "Mars/Olympus_Mons"\n')
     assert error_of("--config", str(path)).startswith("unknown time zone 'Mars/Olympus_Mons'")
+
+
+def test_linbit_source_at_a_mirror() -> None:
+    cfg = parse("--linstor-source", "linbit:https://mirror.example/linbit/")
+    assert cfg.linstor_source.kind == "linbit" and cfg.linstor_source.uri == "https://mirror.example/linbit/"
+    assert str(cfg.linstor_source) == "linbit:https://mirror.example/linbit/"
+    assert "names no URL" in error_of("--linstor-source", "linbit:/srv/linbit")

@@ -18,7 +18,8 @@ from typing import Any
 from builder import __version__
 from builder.deploy import backup, inject
 from builder.deploy import firewall as firewalls
-from builder.deploy.context import Context
+from builder.deploy.context import Context, Facts
+from builder.deploy.options import Options
 from builder.deploy.steps.base import Action, Step
 from builder.deploy.steps.image import refuse_if_in_use
 from builder.errors import die
@@ -49,8 +50,14 @@ def allowed(ctx: Context) -> firewalls.Allowlist:
     return firewalls.allowlist(ctx.f.node_ips, ctx.options.allow_from)
 
 
+def firewall_for(facts: Facts, options: Options) -> str:
+    """/etc/nftables.conf for the VM: the served ports from the nodes and --allow-from only."""
+    allowed = firewalls.allowlist(facts.node_ips, options.allow_from)
+    return firewalls.ruleset(facts.firewall_ports, allowed, vmid=options.vmid)
+
+
 def firewall(ctx: Context) -> str:
-    return firewalls.ruleset(ctx.f.firewall_ports, allowed(ctx), vmid=ctx.options.vmid)
+    return firewall_for(ctx.f, ctx.options)
 
 
 def netplan(ctx: Context) -> str:
