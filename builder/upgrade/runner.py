@@ -68,7 +68,7 @@ def _run(options: Options, directory: Directory) -> int:
         given = options
         options = replace(Options.from_json(recorded.options, options.root), timeout=given.timeout,
                           ssh_options=given.ssh_options, mode=given.mode)  # fmt: skip
-    elif unfinished:
+    elif unfinished or (recorded is not None and recorded.status == "rollback-failed"):
         assert recorded is not None
         die(f"an earlier upgrade of VM {vmid} did not finish ({recorded.status})",
             hint=f"continue it with --resume or switch back with --rollback (journal: {path})")
