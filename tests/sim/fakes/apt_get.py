@@ -73,7 +73,11 @@ def _summary(changes: dict[str, tuple[str | None, str]]) -> list[str]:
 
 
 def _install(ctx: Context, request: apt.Request, quiet: int) -> int:
-    say = (lambda line: print(line)) if quiet < 2 else (lambda line: None)
+    def say(line: str) -> None:
+        # -qq: nothing but errors (and the simulation's lines).
+        if quiet < 2:
+            print(line)
+
     for line in ("Reading package lists...", "Building dependency tree...", "Reading state information..."):
         say(line)
     try:
