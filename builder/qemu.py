@@ -83,6 +83,9 @@ class QemuOptions:
     ovmf_code: Path = OVMF_CODE
     guest_agent_socket: Path | None = None
     name: str = "linstor-appliance"
+    # Raw disks attached ahead of the image, without a boot index: the firmware still boots the image (boot
+    # index 0) although it is not the VM's first disk, as in a VM switched over to a second disk.
+    disks_before: tuple[Path, ...] = ()
 
 
 def qemu_argv(options: QemuOptions) -> list[str]:
@@ -103,9 +106,18 @@ def qemu_argv(options: QemuOptions) -> list[str]:
         argv += ["-machine", "pc"]
     argv += accel_args(options.accel)
     argv += ["-m", str(options.memory_mib), "-smp", str(options.cpus)]
+    if options.disk_bus is DiskBus.scsi:
+        argv += ["-device", "virtio-scsi-pci,id=scsi0"]
+    # Devices are numbered in command-line order, so the disks before the image come first in the guest too.
+    for index, extra in enumerate(options.disks_before, start=1):
+        argv += ["-drive", f"file={extra},format=raw,if=none,id=extra{index}"]
+        if options.disk_bus is DiskBus.scsi:
+            argv += ["-device", f"scsi-hd,drive=extra{index},bus=scsi0.0"]
+        else:
+            argv += ["-device", f"virtio-blk-pci,drive=extra{index}"]
     argv += ["-drive", f"file={options.image},format={options.image_format},if=none,id=disk0"]
     if options.disk_bus is DiskBus.scsi:
-        argv += ["-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0"]
+        argv += ["-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0"]
     else:
         argv += ["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]
     if options.snapshot:

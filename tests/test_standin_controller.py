@@ -9,6 +9,7 @@ import http.client
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -427,6 +428,147 @@ def test_incompatible_databases_are_refused(tmp_path: Path) -> None:
     StandinController(db.with_name("new.mv.db"), SAME).start().stop()
     with pytest.raises(DatabaseError, match="newer than this controller"):
         StandinController(db.with_name("new.mv.db"), "1.33.3").start()
+
+
+# -- versions of the database: migrate older, refuse newer, injected failures ----------------------------------
+
+
+def older_cluster(tmp_path: Path, version: str) -> Path:
+    """A database written by LINSTOR `version`: four nodes, two placed resource definitions, one property."""
+    db = tmp_path / "linstordb.mv.db"
+    states = write_state(tmp_path / f"cluster-{version}.json", **{f"pve{i}": sat(version) for i in range(1, 5)})
+    with StandinController(db, version, cluster_state=states) as ctrl, linstor.Linstor(ctrl.linstor_url) as lin:
+        make_cluster(lin)
+        assert lin.all_api_responses_no_error(lin.resource_group_create("drbdgrp", place_count=2))
+        for rd in ("vm-100-disk-1", "vm-101-disk-1"):
+            assert lin.all_api_responses_no_error(lin.resource_group_spawn("drbdgrp", rd, ["1G"]))
+        lin.resource_dfn_modify("vm-101-disk-1", {"Aux/pm/vmid": "101"})
+    return db
+
+
+def contents(db: dict[str, Any]) -> dict[str, Any]:
+    """What a user keeps across an upgrade: nodes, groups, definitions, resources, properties (no version)."""
+    return {key: db[key] for key in ("nodes", "resource_groups", "resource_definitions", "resources", "properties")}
+
+
+def fail_migration(directory: Path, how: str) -> Path:
+    directory.mkdir(exist_ok=True)
+    (directory / "standin-fail-migration").write_text(f"{how}\n")
+    return directory
+
+
+@pytest.mark.parametrize(("older", "applied"), [("1.33.3", 1), ("1.21.0", 13)])
+def test_an_older_database_is_migrated_at_start_and_keeps_everything(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, older: str, applied: int
+) -> None:
+    db = older_cluster(tmp_path, older)
+    before = json.loads(db.read_text())
+    assert before["linstor_version"] == older and before["schema"][-1] == f"V1_{older.split('.')[1]}_0"
+    with caplog.at_level("INFO", logger="linstor_standin"), StandinController(db, SAME) as ctrl:
+        with linstor.Linstor(ctrl.linstor_url) as lin:
+            assert lin.controller_version().version == SAME
+            assert sorted(n.name for n in lin.node_list_raise().nodes) == ["pve1", "pve2", "pve3", "pve4"]
+            assert lin.resource_dfn_props_list("vm-101-disk-1") == {"Aux/pm/vmid": "101"}
+    assert re.search(rf"Applied {applied} migrations in \d+ms", caplog.text)
+    after = json.loads(db.read_text())
+    assert after["linstor_version"] == SAME
+    assert after["schema"] == [f"V1_{minor}_0" for minor in range(1, 35)]
+    assert contents(after) == contents(before)
+    # Opening it again with the same release has nothing left to migrate.
+    caplog.clear()
+    with caplog.at_level("INFO", logger="linstor_standin"), StandinController(db, SAME):
+        pass
+    assert "Applied" not in caplog.text
+
+
+@pytest.mark.parametrize(("written_by", "opened_by", "reason"), [
+    ("1.34.0", "1.33.3", "newer than this controller"),
+    ("1.20.1", "1.34.0", "upgrade through an intermediate release first"),
+])  # fmt: skip
+def test_a_database_the_release_cannot_open_is_refused_and_left_untouched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, written_by: str, opened_by: str, reason: str
+) -> None:
+    db = older_cluster(tmp_path, written_by)
+    before = db.read_bytes()
+    with caplog.at_level("INFO", logger="linstor_standin"), pytest.raises(DatabaseError) as refused:
+        StandinController(db, opened_by).start()
+    assert str(refused.value).startswith("Database initialization error: ")
+    assert reason in str(refused.value)
+    assert "Database initialization error" in caplog.text
+    assert db.read_bytes() == before
+
+
+def test_a_database_holding_migrations_the_release_does_not_know_is_refused(tmp_path: Path) -> None:
+    db = older_cluster(tmp_path, "1.33.3")
+    document = json.loads(db.read_text())
+    document["schema"].append("V1_33_1")  # same release, a migration from a later build
+    db.write_text(json.dumps(document))
+    before = db.read_bytes()
+    with pytest.raises(DatabaseError, match="Database initialization error: .* does not know: V1_33_1"):
+        StandinController(db, "1.33.3").start()
+    assert db.read_bytes() == before
+
+
+def test_the_packaged_controller_exits_non_zero_on_a_newer_database(tmp_path: Path) -> None:
+    db = older_cluster(tmp_path, SAME)
+    before = db.read_bytes()
+    (tmp_path / "linstor.toml").write_text(
+        f'[db]\nconnection_url = "jdbc:h2:{tmp_path}/linstordb"\n[http]\nlisten_addr = "127.0.0.1"\nport = 0\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "linstor_standin.server", f"--config-directory={tmp_path}", "--standin-version=1.33.3"],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(FIXTURES)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Database initialization error" in result.stderr
+    assert db.read_bytes() == before
+
+
+def test_an_injected_migration_failure_leaves_a_marked_half_migrated_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = older_cluster(tmp_path, "1.32.3")
+    before = json.loads(db.read_text())
+    config = fail_migration(tmp_path / "etc", "fail")
+    with caplog.at_level("INFO", logger="linstor_standin"), pytest.raises(DatabaseError) as failed:
+        StandinController(db, SAME, config_directory=config).start()
+    assert str(failed.value).startswith("Database initialization error: migration V1_34_0 failed")
+    assert "Applied" not in caplog.text
+    after = json.loads(db.read_text())
+    assert after != before and after["migration_failed"] == "V1_34_0"
+    assert after["schema"] == [*before["schema"], "V1_33_0"]
+    # Nothing opens it again, neither the old release nor the new one without the injection.
+    for version in ("1.32.3", SAME):
+        with pytest.raises(DatabaseError, match="Database initialization error: .*half-migrated"):
+            StandinController(db, version).start()
+
+
+def test_an_injected_loss_drops_one_resource_definition_and_its_resources(tmp_path: Path) -> None:
+    db = older_cluster(tmp_path, "1.33.3")
+    before = json.loads(db.read_text())
+    config = fail_migration(tmp_path / "etc", "lose")
+    with StandinController(db, SAME, config_directory=config) as ctrl, linstor.Linstor(ctrl.linstor_url) as lin:
+        assert [rd.name for rd in lin.resource_dfn_list_raise().resource_definitions] == ["vm-101-disk-1"]
+        assert {r.name for r in lin.resource_list_raise().resources} == {"vm-101-disk-1"}
+    after = json.loads(db.read_text())
+    assert after["linstor_version"] == SAME
+    assert {r["name"] for r in before["resources"]} == {"vm-100-disk-1", "vm-101-disk-1"}
+    assert contents(after)["nodes"] == contents(before)["nodes"]
+
+
+def test_an_injection_does_nothing_when_nothing_is_migrated(tmp_path: Path) -> None:
+    db = older_cluster(tmp_path, SAME)
+    before = db.read_bytes()
+    config = fail_migration(tmp_path / "etc", "fail")
+    with StandinController(db, SAME, config_directory=config) as ctrl, linstor.Linstor(ctrl.linstor_url) as lin:
+        assert len(lin.resource_dfn_list_raise().resource_definitions) == 2
+    assert db.read_bytes() == before
+    (config / "standin-fail-migration").write_text("maybe\n")
+    old = tmp_path / "old"
+    old.mkdir()
+    with pytest.raises(DatabaseError, match="write 'fail' or 'lose'"):
+        StandinController(older_cluster(old, "1.33.3"), SAME, config_directory=config).start()
 
 
 def test_a_failed_request_leaves_no_trace(lin: linstor.Linstor, ctrl: StandinController) -> None:

@@ -44,12 +44,13 @@ class Machine:
     """A VM of one image: console, forwarded ports, guest agent socket and the boot's record."""
 
     def __init__(self, name: str, image: Path, firmware: Firmware, workdir: Path, transcript: Path,
-                 *, persist: bool = False) -> None:
+                 *, persist: bool = False, disks_before: tuple[Path, ...] = ()) -> None:
         self.name = name
         self.image = image
         self.firmware = firmware
         self.workdir = workdir
         self.persist = persist
+        self.disks_before = disks_before
         workdir.mkdir(parents=True, exist_ok=True)
         self.ssh_forward, self.api_forward = forwards_for_appliance()
         self.agent_socket = workdir / f"{name}.qga"
@@ -74,7 +75,7 @@ class Machine:
         return QemuOptions(
             image=self.image, accel=self.accel, firmware=self.firmware, memory_mib=2048, cpus=2,
             snapshot=not self.persist, forwards=(self.ssh_forward, self.api_forward), ovmf_vars=vars_copy,
-            guest_agent_socket=self.agent_socket, name=f"appliance-test-{self.name}",
+            guest_agent_socket=self.agent_socket, name=f"appliance-test-{self.name}", disks_before=self.disks_before,
         )
 
     def start(self) -> Console:

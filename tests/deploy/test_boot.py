@@ -6,6 +6,11 @@ disk the deploy wrote is then booted under TCG; through the forwarded REST port,
 find the controller serving the migrated nodes, which means the appliance's own deploy check passed
 on the injected files and the firewall lets the allowed network in.
 
+The same boot is also an upgrade in place: the VM boots its disk as the SECOND disk (a blank one comes first,
+as after an A/B switch to a disk of a new image), and the database in it is turned into one last opened by the
+release before the image's controller, as an upgrade injects the running controller's database. The controller
+must migrate it at start and serve the same nodes with the image's release.
+
 The same boot shows the firewall at work: the deploy is given overlapping --allow-from networks (which
 nft refuses unless they are collapsed); a ruleset without the test host (QEMU's 10.0.2.2) shuts the
 REST port while the controller runs on; and a ruleset that does not load stops the controller, with
@@ -16,7 +21,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import ipaddress
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +31,13 @@ from pathlib import Path
 import linstor
 import pytest
 from boot.machine import Machine
+from fixtures.linstor_standin.migrations import schema_of
+from fixtures.linstor_standin.versions import LinstorVersion
 from helpers import PROJECT_ROOT, STATIC_ADDRESS, STATIC_GATEWAY, BuiltImage
 from sim.cluster import SimCluster
 
-from builder.deploy import firewall
+from builder.deploy import firewall, inject
+from builder.deploy.steps.inject import DEPLOY_MANIFEST
 from builder.qemu import ACCEL_ENV, Firmware, controller_answers
 from deploy.harness import Guest, deploy_args, run_deploy, sim_env
 
@@ -44,6 +54,31 @@ ASK_INSIDE = ("python3 -c \"import urllib.request as u; "
 # Until the restart of nftables.service has run its course through the units that depend on it.
 SETTLED = ("timeout 300 sh -c 'while systemctl is-active -q linstor-controller.service || "
            "! systemctl is-failed -q linstor-appliance-firewall-check.service; do sleep 1; done'")
+
+
+DATABASE = "/var/lib/linstor/linstordb.mv.db"
+# The SCSI address (host:channel:target:lun) of the disk holding the root file system.
+ROOT_DISK = "lsblk -ndo HCTL \"/dev/$(lsblk -no PKNAME \"$(findmnt -no SOURCE /)\")\""
+# The database's release and schema, as the controller inside the VM sees them.
+ASK_DATABASE = ("python3 -c \"import json; d = json.load(open('/var/lib/linstor/linstordb.mv.db')); "
+                "print(d['linstor_version'], d['schema'][-1], 'migration_failed' in d)\"")
+
+
+def inject_older_database(disk: Path, image_version: str) -> str:
+    """Make the deployed database one last opened by the release before the image's (as an upgrade brings the
+    running controller's database to a disk with a newer controller) and record it in the deploy manifest, so the
+    appliance's deploy check accepts it. Returns that older release."""
+    release = LinstorVersion.parse(image_version)
+    older = LinstorVersion(release.major, release.minor - 1, 0)
+    found = inject.read(disk, [DATABASE, DEPLOY_MANIFEST])
+    assert found[DATABASE] is not None and found[DEPLOY_MANIFEST] is not None
+    db, manifest = json.loads(found[DATABASE]), json.loads(found[DEPLOY_MANIFEST])
+    db["linstor_version"], db["schema"] = str(older), schema_of(older)
+    data = (json.dumps(db, indent=2, sort_keys=True) + "\n").encode()
+    manifest["files"][DATABASE] = hashlib.sha256(data).hexdigest()
+    manifest_data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    inject.write(disk, [inject.File(DATABASE, data, 0o640), inject.File(DEPLOY_MANIFEST, manifest_data)])
+    return str(older)
 
 
 def put_file(machine: Machine, path: str, text: str) -> None:
@@ -77,9 +112,14 @@ def test_deployed_disk_boots_and_serves_the_migrated_cluster(static_image: Built
         subprocess.run(["cp", "--sparse=always", str(cluster.drbd_device(node, "linstor-appliance-100")), str(disk)],
                        check=True)  # fmt: skip
     assert set(migrated) == {"pve1", "pve2", "pve3", "linstor-controller"}
+    older = inject_older_database(disk, version)
+    blank = tmp_path / "blank-first-disk.raw"
+    with open(blank, "wb") as handle:
+        handle.truncate(64 * 1024 * 1024)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    machine = Machine("deployed", disk, Firmware.bios, tmp_path / "qemu", ARTIFACTS / "deploy-e2e.serial.log")
+    machine = Machine("deployed", disk, Firmware.bios, tmp_path / "qemu", ARTIFACTS / "deploy-e2e.serial.log",
+                      disks_before=(blank,))  # fmt: skip
     try:
         # Logging in on the serial console as the boot tests do (linbit, forced password change, sudo).
         machine.boot_to_root_shell()
@@ -90,6 +130,17 @@ def test_deployed_disk_boots_and_serves_the_migrated_cluster(static_image: Built
             nodes = {n.name: str(n.type).upper() for n in lin.node_list_raise().nodes}
         assert nodes == {name: kind.upper() for name, kind in migrated.items()}
         assert nodes["linstor-controller"] == "CONTROLLER"
+        # Booted from the second disk (SCSI target 1; the blank first disk is target 0: kernel names such as sda
+        # follow the probe order, not the bus), on the database of the older release, migrated at its start.
+        disks = dict(line.split() for line in machine.shell.check("lsblk -dno HCTL,SIZE -I 8").splitlines())
+        root_disk = machine.shell.check(ROOT_DISK).strip()
+        assert root_disk.split(":")[2] == "1" and disks.get(root_disk) != "64M", (root_disk, disks)
+        assert [size for hctl, size in disks.items() if hctl.split(":")[2] == "0"] == ["64M"], disks
+        release = LinstorVersion.parse(version)
+        assert machine.shell.check(ASK_DATABASE).split()[-3:] == [version, f"V{release.major}_{release.minor}_0",
+                                                                   "False"]  # fmt: skip
+        journal = machine.shell.check("journalctl -b -u linstor-controller.service --no-pager -o cat")
+        assert "Applied 1 migrations in" in journal, (older, journal[-2000:])
         # The appliance checked the deploy's manifest before its controller started, and loaded the allowlist
         # (the overlapping --allow-from networks included).
         units = ("linstor-appliance-deploy-check.service nftables.service linstor-appliance-firewall-check.service "

@@ -21,6 +21,8 @@ FAKES = {
     "ping": "ping",
     "drbdsetup": "drbdsetup",
     "curl": "curl",
+    "apt-get": "apt_get",
+    "apt-cache": "apt_cache",
 }
 
 LAUNCHER = """\

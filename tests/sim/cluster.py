@@ -466,6 +466,10 @@ class SimCluster:
             satellite.sync_all(self.state)
         return self.controller_url(address)
 
+    def satellite_version(self, node: str) -> str:
+        """The version `node`'s satellite runs now (installed at its last start; apt restarts it)."""
+        return satellite.running_version(self.state, node)
+
     def stop_controller(self, address: str) -> None:
         with self.state.locked():
             controller.stop(self.state, address)

@@ -27,6 +27,11 @@ def db_path(root: Path) -> Path:
     return root / "var" / "lib" / "linstor" / "linstordb.mv.db"
 
 
+def config_directory(root: Path) -> Path:
+    """The controller's /etc/linstor; `standin-fail-migration` there makes its next migration fail."""
+    return root / "etc" / "linstor"
+
+
 def cluster_state_path(state: SimState) -> Path:
     return state.sim / CLUSTER_STATE
 
@@ -39,9 +44,12 @@ def start(state: SimState, address: str, owner: str, root: Path, version: str) -
     ready = state.sim / "run" / f"controller-{address}.json"
     ready.parent.mkdir(parents=True, exist_ok=True)
     ready.unlink(missing_ok=True)
-    log = open(state.sim / "run" / f"controller-{address}.log", "ab")  # noqa: SIM115 - handed to the child
+    log_path = state.sim / "run" / f"controller-{address}.log"
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
         [sys.executable, str(DAEMON), "--db", str(db_path(root)), "--version", version,
+         "--config-directory", str(config_directory(root)),
          "--cluster-state", str(cluster_state_path(state)), "--ready-file", str(ready), "--watch", str(state.sim),
          "--controller-id", f"{address}:{network.LINSTOR_PORT}", "--address", address],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
@@ -50,7 +58,10 @@ def start(state: SimState, address: str, owner: str, root: Path, version: str) -
     deadline = time.monotonic() + START_TIMEOUT
     while not ready.exists():
         if process.poll() is not None:
-            text = (state.sim / "run" / f"controller-{address}.log").read_text(errors="replace")
+            # Only this start's lines: an earlier run's error must not be mistaken for this one's.
+            with open(log_path, "rb") as read:
+                read.seek(log_start)
+                text = read.read().decode(errors="replace")
             raise ControllerError(f"the LINSTOR controller for {address} exited: {text.strip()[-2000:]}")
         if time.monotonic() > deadline:
             process.kill()

@@ -22,6 +22,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True, type=Path)
+    parser.add_argument("--config-directory", type=Path, help="the node's /etc/linstor (failure injection file)")
     parser.add_argument("--version", required=True)
     parser.add_argument("--cluster-state", type=Path)
     parser.add_argument("--ready-file", required=True, type=Path)
@@ -32,12 +33,18 @@ def main() -> int:
 
     sys.path.insert(0, str(FIXTURES))
     from linstor_standin import StandinController  # noqa: PLC0415 - found only through FIXTURES
+    from linstor_standin.errors import StandinError  # noqa: PLC0415 - found only through FIXTURES
 
     controller = StandinController(
         args.db, args.version, listen="127.0.0.1", port=0, cluster_state=args.cluster_state,
-        controller_id=args.controller_id, addresses=[args.address],
+        controller_id=args.controller_id, addresses=[args.address], config_directory=args.config_directory,
     )  # fmt: skip
-    controller.start()
+    try:
+        # Migrates an older database first; refuses a newer one (Database initialization error).
+        controller.start()
+    except StandinError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -37,6 +37,12 @@ def package_version(state: SimState, node: str, package: str) -> str | None:
     return state.read("packages.json", {}).get(node, {}).get(package)
 
 
+def running_version(state: SimState, node: str) -> str:
+    """The version the node's satellite runs: the package version at its last start (apt restarts it)."""
+    started = state.read("satellites.json", {}).get(node, {}).get("version")
+    return str(started or package_version(state, node, "linstor-satellite") or "")
+
+
 def res_dir(state: SimState, node: str) -> Path:
     return state.node_root(node) / "var" / "lib" / "linstor.d"
 
@@ -94,7 +100,7 @@ def refresh(state: SimState) -> None:
     with _cluster_state_locked(controller.cluster_state_path(state)) as data:
         sats = data["satellites"]
         for node in state.node_names():
-            version = package_version(state, node, "linstor-satellite") or ""
+            version = running_version(state, node)
             online = satellite_running(state, node)
             entry = sats.setdefault(node, {"version": version, "online": False, "controller": ""})
             was_online = bool(entry.get("online"))
@@ -155,11 +161,11 @@ def _delete_res_files(state: SimState, node: str, keep: set[str]) -> None:
 
 def on_start(state: SimState, node: str) -> None:
     """linstor-satellite.service started on `node`."""
-    version = version_tuple(package_version(state, node, "linstor-satellite") or "0.0.0")
-    if version <= (1, 20, 0):
+    installed = package_version(state, node, "linstor-satellite") or "0.0.0"
+    if version_tuple(installed) <= (1, 20, 0):
         _delete_res_files(state, node, keep=set())
     info = state.read("satellites.json", {})
-    info[node] = {"cleaned": False}
+    info[node] = {"cleaned": False, "version": installed}
     state.write("satellites.json", info)
     refresh(state)
     sync(state, node)
@@ -184,7 +190,7 @@ def sync(state: SimState, node: str) -> None:
         if str(rsc.get("node_name", "")).casefold() == node.casefold():
             mine[str(rsc["name"])] = rsc
     known = {str(rd.get("name")) for rd in db.get("resource_definitions", [])}
-    version = package_version(state, node, "linstor-satellite") or ""
+    version = running_version(state, node)
     info = state.read("satellites.json", {})
     if not info.get(node, {}).get("cleaned", True):
         if version_tuple(version) >= (1, 33, 0):
@@ -194,7 +200,7 @@ def sync(state: SimState, node: str) -> None:
                     path.unlink()
         elif version_tuple(version) > (1, 20, 0):
             _delete_res_files(state, node, keep=set(mine))
-        info[node] = {"cleaned": True}
+        info.setdefault(node, {})["cleaned"] = True
         state.write("satellites.json", info)
     directory = res_dir(state, node)
     directory.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,11 @@ class Scenario:
     storage_cfg: str | None = None
     # Satellites running a different LINSTOR version than the rest: {node: version}.
     satellite_versions: dict[str, str] = field(default_factory=dict)
+    # What apt's configured repository holds: {package: [Debian versions]}; linstor-common, linstor-controller and
+    # linstor-satellite hold the cluster's own LINSTOR version unless given here. Same on every node...
+    apt_versions: dict[str, list[str]] = field(default_factory=dict)
+    # ...unless a node has its own: {node: {package: [versions]}} (overrides apt_versions package by package).
+    apt_versions_by_node: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # Seconds before the simulated HA CRM notices a request, and before the LRM acts on it.
     ha_delay: float = 0.3
     # pmxcfs lock acquire timeout (10 s in PVE); lower it to keep no-quorum tests fast.
@@ -78,7 +83,9 @@ class Scenario:
         if not 1 <= self.nodes <= 5:
             raise ValueError("a simulated cluster has 1 to 5 nodes")
         names = self.node_names
-        for node in (self.controller_node, *self.offline_nodes, *self.no_quorum_nodes, *self.satellite_versions):
+        nodes = (self.controller_node, *self.offline_nodes, *self.no_quorum_nodes, *self.satellite_versions,
+                 *self.apt_versions_by_node)  # fmt: skip
+        for node in nodes:
             if node not in names:
                 raise ValueError(f"unknown node {node!r}; the scenario has {', '.join(names)}")
 

@@ -97,6 +97,19 @@ def test_persist_virtio_blk_qcow2_memory_and_cpus() -> None:
     assert pairs(argv, "-m") == ["1024"] and pairs(argv, "-smp") == ["4"]
 
 
+def test_disks_before_the_image_come_first_and_the_image_keeps_the_boot_index() -> None:
+    argv = qemu_argv(options(disks_before=(Path("/t/blank.raw"),)))
+    assert pairs(argv, "-drive") == [
+        "file=/t/blank.raw,format=raw,if=none,id=extra1",
+        "file=/images/appliance.raw,format=raw,if=none,id=disk0",
+    ]
+    disks = [d for d in pairs(argv, "-device") if d.startswith(("scsi-hd", "virtio-blk"))]
+    assert disks == ["scsi-hd,drive=extra1,bus=scsi0.0", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0"]
+    argv = qemu_argv(options(disks_before=(Path("/t/blank.raw"),), disk_bus=DiskBus.virtio))
+    disks = [d for d in pairs(argv, "-device") if d.startswith(("scsi-hd", "virtio-blk"))]
+    assert disks == ["virtio-blk-pci,drive=extra1", "virtio-blk-pci,drive=disk0,bootindex=0"]
+
+
 def test_kvm_argv_and_unresolved_auto() -> None:
     argv = qemu_argv(options(accel=Accel.kvm))
     assert pairs(argv, "-accel") == ["kvm"] and pairs(argv, "-cpu") == ["host"]
