@@ -373,6 +373,9 @@ def test_satellites_behind_without_satellites_refused(deployed: SimCluster, imag
                                                     "linstor-controller": ["1.33.3", "1.34.0"]})
 def test_upgrade_with_satellites(deployed: SimCluster, images: Images, guest: Guest) -> None:
     cluster = deployed
+    # The second disk made beforehand, and the VM's database on its disk (the simulated VM writes a copy).
+    assert run_upgrade(cluster, "--vmid", "100", "--image", str(images[1].compressed), "--prepare") == 0
+    guest.persist()
     before = knows(cluster, VM)
 
     assert run_upgrade(cluster, "--vmid", "100", "--image", str(images[1].compressed), "--satellites") == 0
