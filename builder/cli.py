@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "coldstart": "Make guests on DRBD storage wait for the controller after a cluster-wide outage",
     "backup": "Back up the appliance's LINSTOR database from outside the VM, onto every node or a storage",
     "restore": "Bring the appliance back from a backup, or the controller back onto this node",
+    "upgrade": "Upgrade the appliance to another LINSTOR release on a second disk, switching back if it fails",
     "status": "Show the appliance's health (exit 0 ok, 1 warning, 2 critical)",
     "sync": "Bring the appliance up to date with the cluster's nodes (allowlist, boot units, replicas)",
 }

@@ -24,6 +24,7 @@ from builder.deploy.versions import needs_keep_res
 from builder.deployment import Deployment, load
 from builder.errors import ApplianceError, die
 from builder.status.checks import COLDSTART_MARKER, http_port
+from builder.upgrade import slots
 
 # Whether drbd-utils has the per-resource drbd@.target (as the deploy's preflight asks) and if it is enabled.
 UNIT_PROBE = ('printf "%s\\n" "$(systemctl show -p LoadState --value "drbd@$1.target" 2>/dev/null)"; '
@@ -85,11 +86,18 @@ def sync_allowlist(deployment: Deployment, pve: Pve, members: list[ClusterNode],
                         + (f" and {', '.join(str(n) for n in o.allow_from)}" if o.allow_from else ""))
 
 
+def disk_resource(ctx: Context) -> str:
+    """The disk resource the VM boots from: the deploy's, or the other slot after an upgrade (builder.upgrade)."""
+    return slots.booted(ctx.pve.vm_config(ctx.options.vmid)) or ctx.options.resource
+
+
 def sync_units(ctx: Context, member: ClusterNode, changes: Changes) -> None:
     node = Node(member.name, member.ip, local=member.local)
-    probe = ctx.transport.script(node, UNIT_PROBE, ctx.options.resource, check=False).stdout.splitlines()
+    resource = disk_resource(ctx)
+    probe = ctx.transport.script(node, UNIT_PROBE, resource, check=False).stdout.splitlines()
     facts = NodeFacts(node, None, bool(probe) and probe[0].strip() == "loaded")
-    unit = unit_for(ctx, facts)
+    unit = unit_for(ctx, facts) if resource == ctx.options.resource else (
+        f"drbd@{resource}.target" if facts.drbd_target else "drbd.service")
     if ctx.pve.unit_enabled(node, unit):
         return
     keep = needs_keep_res(str(ctx.j.fact("linstor_version", "")))
@@ -125,9 +133,10 @@ def sync_replicas(ctx: Context, members: list[ClusterNode], changes: Changes) ->
     if o.address is None:
         die("the deploy recorded no address of the VM", hint="check the deploy journal")
     endpoint = Endpoint(str(o.address.ip), http_port(o.root))
+    resource = disk_resource(ctx)
     with controller.connect(ctx.directory, endpoint) as c:
         known = {n.name for n in c.nodes()}
-        placements = {p.node: p for p in c.placements(o.resource)}
+        placements = {p.node: p for p in c.placements(resource)}
         diskful = sum(1 for p in placements.values() if not p.diskless)
         for member in members:
             if member.name in placements:
@@ -138,13 +147,13 @@ def sync_replicas(ctx: Context, members: list[ClusterNode], changes: Changes) ->
                 continue
             make_diskful = diskful < o.redundancy
             try:
-                c.make_available(member.name, o.resource, diskful=make_diskful)
+                c.make_available(member.name, resource, diskful=make_diskful)
             except ApplianceError as error:
                 changes.problems.append(f"{member.name}: {error.message}")
                 continue
             diskful += make_diskful
-            changes.done.append(f"{member.name}: {'diskful' if make_diskful else 'diskless'} replica of {o.resource}")
+            changes.done.append(f"{member.name}: {'diskful' if make_diskful else 'diskless'} replica of {resource}")
         gone = sorted(set(placements) - {m.name for m in members})
         for name in gone:
-            changes.problems.append(f"{name} left the cluster but still holds {o.resource}; once it is gone for good: "
-                                    f"linstor resource delete {name} {o.resource}")  # fmt: skip
+            changes.problems.append(f"{name} left the cluster but still holds {resource}; once it is gone for good: "
+                                    f"linstor resource delete {name} {resource}")  # fmt: skip

@@ -145,6 +145,17 @@ class Controller:
     def set_props(self, name: str, props: dict[str, str]) -> None:
         self._check(self.lin.resource_dfn_modify(name, props), f"setting properties of {name}")
 
+    def resources(self) -> list[tuple[str, str]]:
+        """Every resource as (resource, node), sorted."""
+        found = self._call(self.lin.resource_list_raise).resources
+        return sorted((str(r.name), str(r.node_name)) for r in found)
+
+    def resource_definitions(self) -> list[str]:
+        return sorted(str(d.name) for d in self._call(self.lin.resource_dfn_list_raise).resource_definitions)
+
+    def delete_definition(self, name: str) -> None:
+        self._check(self.lin.resource_dfn_delete(name), f"deleting resource definition {name}")
+
     def create_controller_node(self, name: str, address: str, port: int) -> None:
         replies = self.lin.node_create(name, "Controller", address, port=port)
         self._check(replies, f"registering {name} as a Controller node")

@@ -19,6 +19,7 @@ from builder.deploy.remote import Node, Transport
 from builder.deploy.steps import ALL, Step
 from builder.deploy.steps.storage import original as original_storage_cfg
 from builder.errors import ApplianceError, die
+from builder.upgrade import slots
 
 
 def run(options: Options, directory: Directory | None = None, explicit: Iterable[str] = ()) -> int:
@@ -50,6 +51,7 @@ def _run(options: Options, directory: Directory | None, explicit: Iterable[str])
         # A rollback asked for runs to its end: signals are only noted (see signals).
         with signals.deferred() as received, journals.exclusive(options.state_dir, vmid):
             _learn_local_node(ctx)
+            _refuse_after_upgrade(ctx)
             release_device(ctx)  # what a killed deploy left mounted
             _rollback(ctx)
         _report_rollback(ctx, received)
@@ -115,6 +117,21 @@ def _learn_local_node(ctx: Context) -> None:
     except ApplianceError:
         return
     ctx.pve.local = Node(status.local.name, status.local.ip, local=True)
+
+
+def _refuse_after_upgrade(ctx: Context) -> None:
+    """An upgrade may have moved the VM to its second disk; this rollback knows the deploy's disk only, which then
+    holds an older database (or nothing)."""
+    try:
+        config = ctx.pve.vm_config(ctx.options.vmid)
+    except ApplianceError:
+        return
+    booted = slots.booted(config)
+    if booted is not None and booted != ctx.options.resource:
+        die(f"VM {ctx.options.vmid} boots from {booted} since an upgrade, not from the deploy's disk "
+            f"{ctx.options.resource}, whose database is older; nothing was rolled back",
+            hint=f"switch back first with 'linstor-appliance upgrade --vmid {ctx.options.vmid} --rollback' (before "
+                 "--commit), or move the controller with 'linstor-appliance restore --to-host'")  # fmt: skip
 
 
 def execute(ctx: Context, steps: list[Step]) -> None:

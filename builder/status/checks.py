@@ -16,12 +16,14 @@ from pathlib import Path
 from builder import allowlist
 from builder.deploy import controller, storagecfg
 from builder.deploy.controller import Directory, Endpoint
+from builder.deploy.journal import Journal
 from builder.deploy.pve import ClusterNode, Pve
 from builder.deploy.remote import Node, Transport
 from builder.deployment import Deployment
 from builder.errors import ApplianceError
 from builder.status import backups
 from builder.status.report import Level, Line
+from builder.upgrade import slots as disks
 
 COLDSTART_MARKER = "/var/lib/linstor-coldstart/installed.json"
 
@@ -42,9 +44,12 @@ class Status:
     def vmid(self) -> int:
         return self.deployment.options.vmid
 
+    # The disk resource the VM boots from (an upgrade moves it to the other slot); read by the slots check.
+    booted: str | None = None
+
     @property
     def resource(self) -> str:
-        return self.deployment.options.resource
+        return self.booted or self.deployment.options.resource
 
     def node(self, member: ClusterNode) -> Node:
         return Node(member.name, member.ip, local=member.local)
@@ -104,6 +109,44 @@ def vm(s: Status) -> list[Line]:
         lines.append(Line("protection", Level.warning, f"VM {s.vmid} is not protected from removal",
                           f"qm set {s.vmid} --protection 1"))
     return lines
+
+
+def slots(s: Status) -> list[Line]:
+    """Which of the VM's two disks it boots, the LINSTOR release on each, and whether an upgrade awaits commit."""
+    config = s.pve.vm_config(s.vmid)
+    if config is None:
+        return []  # vm() reports the missing VM
+    booted = disks.booted(config)
+    vmid = s.vmid
+    if booted is None or disks.slot_of(vmid, booted) is None:
+        return [Line("slot", Level.critical, f"VM {vmid} boots from {config.get(disks.BOOT_DISK)}, no disk of the "
+                     "appliance", f"qm set {vmid} --{disks.BOOT_DISK} "
+                     f"{disks.disk_value(disks.resource(vmid, 'a'))}")]  # fmt: skip
+    s.booted = booted
+    slot = disks.slot_of(vmid, booted)
+    upgrade = Journal.load(disks.journal_path(s.deployment.options.state_dir, vmid))
+    target = dict(upgrade.fact("target") or {}) if upgrade is not None else {}
+    versions = {target.get("old_resource"): target.get("from_version"),
+                target.get("new_resource"): target.get("to_version")}  # fmt: skip
+    if upgrade is None:
+        versions[booted] = s.deployment.journal.fact("linstor_version")
+    running = f"VM {vmid} boots slot {slot} ({booted}, LINSTOR {versions.get(booted) or 'unknown'})"
+    other = target.get("new_resource") if booted == target.get("old_resource") else target.get("old_resource")
+    other_slot = disks.slot_of(vmid, str(other)) if other else None
+    status = upgrade.status if upgrade is not None else None
+    if status in ("running", "failed", "rollback-failed"):
+        step = upgrade.data.get("failed_step") if upgrade is not None else None
+        return [Line("slot", Level.critical, f"{running}; an upgrade did not finish ({status}"
+                     f"{f' at step {step}' if step else ''})",
+                     f"linstor-appliance upgrade --vmid {vmid} --resume, or --rollback")]  # fmt: skip
+    if status == "completed":
+        return [Line("slot", Level.warning, f"{running}; slot {other_slot} ({other}, LINSTOR "
+                     f"{versions.get(other)}) is kept: the upgrade is pending commit",
+                     f"keep it: linstor-appliance upgrade --vmid {vmid} --commit (or undo it: --rollback)")]
+    if status == "rolled-back":
+        return [Line("slot", Level.ok, f"{running}; slot {other_slot} ({other}) holds a rolled-back upgrade and is "
+                     "written over by the next")]  # fmt: skip
+    return [Line("slot", Level.ok, f"{running}; no other slot is kept")]
 
 
 def linstor(s: Status) -> list[Line]:
@@ -286,7 +329,7 @@ def backup(s: Status) -> list[Line]:
     return [Line("backup", Level.ok, text)]
 
 
-CHECKS: tuple[Callable[[Status], list[Line]], ...] = (journal, vm, linstor, drbd, storage, firewall, coldstart,
+CHECKS: tuple[Callable[[Status], list[Line]], ...] = (journal, vm, slots, linstor, drbd, storage, firewall, coldstart,
                                                        backup)  # fmt: skip
 
 

@@ -37,7 +37,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def root_tree(directory: Path, package_version: str) -> Path:
+def root_tree(directory: Path, package_version: str, extra: dict[str, str] | None = None) -> Path:
     root = directory / "rootfs"
     for sub in ("etc/linstor", "var/lib/linstor", "var/lib/dpkg/info", "usr/lib/linstor-appliance", "etc/netplan",
                 "usr/share/blob"):  # fmt: skip
@@ -53,14 +53,19 @@ def root_tree(directory: Path, package_version: str) -> Path:
                  root / "usr/lib/linstor-appliance/deploy-check")  # fmt: skip
     # Some data that is not zeros, so an image write has something to send.
     (root / "usr/share/blob/data").write_bytes(os.urandom(3 * MIB))
+    for path, text in (extra or {}).items():
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_text(text)
     return root
 
 
-def build(directory: Path, linstor_version: str, dpkg_version: str | None = None) -> FakeImage:
-    """The image for a cluster running `linstor_version`; dpkg_version lets the image lie about its package."""
+def build(directory: Path, linstor_version: str, dpkg_version: str | None = None,
+          extra: dict[str, str] | None = None) -> FakeImage:  # fmt: skip
+    """The image for a cluster running `linstor_version`; dpkg_version lets the image lie about its package, and
+    `extra` ({path: text}) puts more files into it."""
     directory.mkdir(parents=True, exist_ok=True)
     image = FakeImage(directory, linstor_version)
-    root = root_tree(directory, dpkg_version or f"{linstor_version}-1")
+    root = root_tree(directory, dpkg_version or f"{linstor_version}-1", extra)
     fs = directory / "root.ext4"
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root), str(fs), f"{ROOT_SIZE // 1024}k"],
                    check=True, capture_output=True)  # fmt: skip

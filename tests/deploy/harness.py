@@ -3,8 +3,9 @@
 The deploy runs in this process (so faults can be injected between steps) with the environment of
 a root shell on the node it is run on. The simulated VMs do not boot, so `Guest` does what the
 appliance would: when HA starts the VM it reads the injected files from the VM's disk, runs the
-appliance's own deploy-check on them, and starts a stand-in controller on the injected database,
-answering for the VM's address. When the VM stops, that controller stops. That controller works on a
+appliance's own deploy-check on them, and starts a stand-in controller of the release installed on that
+disk on the injected database, answering for the VM's address. It boots from the disk the VM's
+configuration names (an upgrade switches it). When the VM stops, that controller stops. That controller works on a
 copy of the files; `persist()` puts its database (and the deploy-check's marker) back into the VM disk,
 where the real VM's controller writes every change.
 """
@@ -27,14 +28,30 @@ from sim.cluster import SimCluster
 from builder import cli
 from builder.deploy import inject, options, runner
 from builder.deploy.controller import Directory, Endpoint
+from builder.deploy.versions import release
 from builder.errors import ApplianceError
+from builder.upgrade import slots
 
 PROJECT = Path(__file__).resolve().parents[2]
 DEPLOY_CHECK = PROJECT / "image/mkosi.extra/usr/lib/linstor-appliance/deploy-check"
 # Written by deploy-check once it compared the injected files; later boots check the version only.
 DEPLOY_CHECKED = "/var/lib/linstor-appliance/deploy-checked"
+# The stand-in controller's failure injection (tests/fixtures/linstor_standin), when an image carries it.
+FAIL_MIGRATION = "/etc/linstor/standin-fail-migration"
 GUEST_FILES = ["/var/lib/linstor/linstordb.mv.db", "/etc/linstor/linstor.toml", "/etc/linstor-appliance/deploy.json",
-               "/var/lib/dpkg/status", "/etc/netplan/config.yaml", "/etc/nftables.conf", DEPLOY_CHECKED]  # fmt: skip
+               "/var/lib/dpkg/status", "/etc/netplan/config.yaml", "/etc/nftables.conf", DEPLOY_CHECKED,
+               FAIL_MIGRATION]  # fmt: skip
+
+
+def controller_version(dpkg_status: bytes | None) -> str | None:
+    """The release of linstor-controller in a disk's dpkg status file (what the VM booted from it runs)."""
+    package = None
+    for line in (dpkg_status or b"").decode().splitlines():
+        if line.startswith("Package:"):
+            package = line.split(":", 1)[1].strip()
+        elif line.startswith("Version:") and package == "linstor-controller":
+            return release(line.split(":", 1)[1].strip())
+    return None
 
 
 class SimDirectory(Directory):
@@ -66,6 +83,9 @@ class Guest:
         self.check_failures: list[str] = []
         self.running = False
         self.root: Path | None = None
+        self.booted = resource
+        # The controller release of each boot that started one.
+        self.versions: list[str | None] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"guest-{vmid}", daemon=True)
 
@@ -91,10 +111,15 @@ class Guest:
                 self.check_failures.append(f"guest error: {error}")
                 time.sleep(0.5)
 
+    def booted_resource(self) -> str:
+        """The disk resource the VM's configuration boots from now (an upgrade switches it)."""
+        return slots.booted(self.cluster.vm_config(self.vmid)) or self.resource
+
     def boot(self, node: str) -> None:
         self.boots += 1
         root = self.workdir / f"boot{self.boots}"
-        files = inject.read(self.cluster.drbd_device(node, self.resource), GUEST_FILES)
+        self.booted = self.booted_resource()
+        files = inject.read(self.cluster.drbd_device(node, self.booted), GUEST_FILES)
         for path, data in files.items():
             if data is not None:
                 target = root / path.lstrip("/")
@@ -110,7 +135,9 @@ class Guest:
             # The controller stays stopped, as linstor-appliance-deploy-check.service makes it.
             self.check_failures.append(check.stdout)
             return
-        self.cluster.start_controller(self.ip, root)
+        # The controller release installed on the disk it booted from; the stand-in migrates or refuses the database.
+        self.versions.append(controller_version(files.get("/var/lib/dpkg/status")))
+        self.cluster.start_controller(self.ip, root, self.versions[-1])
 
     def persist(self) -> None:
         """What the VM's own disk holds while its controller runs: the database as it wrote it."""
@@ -119,7 +146,7 @@ class Guest:
         assert self.running and node, f"VM {self.vmid} does not run"
         sources = {path: root / path.lstrip("/") for path in ("/var/lib/linstor/linstordb.mv.db", DEPLOY_CHECKED)}
         files = [inject.File(path, source.read_bytes(), 0o640) for path, source in sources.items() if source.exists()]
-        inject.write(self.cluster.drbd_device(node, self.resource), files)
+        inject.write(self.cluster.drbd_device(node, self.booted), files)
 
 
 def sim_env(cluster: SimCluster, node: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""`linstor-appliance` as a separate process on a simulated node: `python -m deploy.simcli deploy ...`.
+"""`linstor-appliance` as a separate process on a simulated node: `python -m deploy.simcli deploy|upgrade ...`.
 
 The real entry point (builder.cli.main: argument parsing, signal handling, the one-line errors, exit
 codes), with the two things only the simulation knows: the node's root prefix and where its LINSTOR
@@ -19,6 +19,8 @@ from sim.state import SimState
 from builder import cli
 from builder.deploy import controller, options, runner
 from builder.deploy.controller import Endpoint
+from builder.upgrade import options as upgrade_options
+from builder.upgrade import runner as upgrade_runner
 
 
 class ProcessDirectory(controller.Directory):
@@ -51,6 +53,17 @@ def main() -> None:
 
     options.from_args = from_node_args  # type: ignore[assignment]
     runner.run = run_on_node  # type: ignore[assignment]
+    upgrade_from_args = upgrade_options.from_args
+    upgrade_run = upgrade_runner.run
+
+    def upgrade_from_node_args(args: argparse.Namespace, root_: Path = root) -> upgrade_options.Options:  # noqa: ARG001
+        return upgrade_from_args(args, root=root)
+
+    def upgrade_on_node(opts: upgrade_options.Options, directory: controller.Directory | None = None) -> int:
+        return upgrade_run(opts, directory or ProcessDirectory(state, node))
+
+    upgrade_options.from_args = upgrade_from_node_args  # type: ignore[assignment]
+    upgrade_runner.run = upgrade_on_node  # type: ignore[assignment]
     cli.main()
 
 

@@ -64,7 +64,7 @@ def test_healthy_appliance_is_ok_and_status_changes_nothing(on_node: SimCluster,
     code, lines = run_status(on_node, capsys)
     assert code == 0, [line for line in lines.values() if line["status"] != "OK"]
     checked = {line["check"] for line in lines.values()}
-    assert {"deploy", "vm", "ha", "protection", "controller", "replicas", "firewall", "coldstart", "backup",
+    assert {"deploy", "vm", "ha", "protection", "slot", "controller", "replicas", "firewall", "coldstart", "backup",
             "storage drbdstorage"} <= checked
     assert {f"satellite {n}" for n in on_node.nodes} | {f"drbd {n}" for n in on_node.nodes} <= checked
     assert state_snapshot(on_node) == before

@@ -117,13 +117,14 @@ def complete(tmp_path_factory: pytest.TempPathFactory) -> Complete:
 
 def test_completion_offers_commands_options_choices_and_files(complete: Complete) -> None:
     assert complete("linstor-appliance ") == ["backup", "boot", "build", "coldstart", "deploy", "restore", "status",
-                                             "sync"]
+                                             "sync", "upgrade"]
     assert complete("linstor-appliance --") == ["--debug", "--help", "--verbose", "--version"]
     assert complete("linstor-appliance -v coldstart ") == ["install", "remove", "status"]
     assert complete("linstor-appliance coldstart install --re") == ["--retry-interval"]
     assert complete("linstor-appliance boot --accel ") == ["auto", "kvm", "tcg"]
     assert complete("linstor-appliance deploy --image app") == ["appliance.raw.zst"]
     assert complete("linstor-appliance restore --image app") == ["appliance.raw.zst"]
+    assert complete("linstor-appliance upgrade --image app") == ["appliance.raw.zst"]
     # An option's value is not mistaken for a subcommand or a position.
     assert complete("linstor-appliance deploy --vmid 100 --st") == ["--storage", "--strategy"]
     assert complete("linstor-appliance deploy --name deploy --dry") == ["--dry-run"]

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.package
 PROJECT = Path(__file__).resolve().parents[2]
 NAME = f"linstor-appliance_{__version__}_all.deb"
 PAGES = ("linstor-appliance", "linstor-appliance-build", "linstor-appliance-boot", "linstor-appliance-deploy",
-         "linstor-appliance-coldstart", "linstor-appliance-backup", "linstor-appliance-restore")  # fmt: skip
+         "linstor-appliance-coldstart", "linstor-appliance-backup", "linstor-appliance-restore",
+         "linstor-appliance-upgrade")  # fmt: skip
 TIMER = "linstor-coldstart-retry.timer"
 UNITS = ("linstor-coldstart-retry.service", TIMER, "linstor-appliance-backup.service",
          "linstor-appliance-backup.timer")

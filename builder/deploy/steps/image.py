@@ -49,23 +49,24 @@ def refuse_if_used_elsewhere(ctx: Context) -> None:
             hint="bring the satellites there online ('linstor node list') and run the deploy again with --resume")
 
 
-def primaries(ctx: Context) -> list[str]:
-    """Nodes where the resource is Primary, as this node's DRBD sees itself and its peers."""
-    o = ctx.options
+def primaries(ctx: Context, resource: str | None = None) -> list[str]:
+    """Nodes where the resource (the VM disk unless named) is Primary, as this node's DRBD sees itself and its
+    peers."""
+    name = resource or ctx.options.resource
     local = ctx.pve.local  # this node, as preflight (or a rollback) learned its name
-    result = ctx.transport.run(local, ["drbdsetup", "status", o.resource, "--json"], check=False)
+    result = ctx.transport.run(local, ["drbdsetup", "status", name, "--json"], check=False)
     if result.returncode != 0:
-        die(f"cannot read the DRBD state of {o.resource}: {result.stderr.strip() or result.stdout.strip()}",
-            hint=f"check 'drbdsetup status {o.resource}' on this node")
+        die(f"cannot read the DRBD state of {name}: {result.stderr.strip() or result.stdout.strip()}",
+            hint=f"check 'drbdsetup status {name}' on this node")
     try:
         resources = json.loads(result.stdout or "[]")
     except json.JSONDecodeError:
-        die(f"drbdsetup printed no JSON for {o.resource}", hint="drbd-utils 9.x is needed")
+        die(f"drbdsetup printed no JSON for {name}", hint="drbd-utils 9.x is needed")
     found = []
-    for resource in resources:
-        if str(resource.get("role", "")).lower() == "primary":
+    for entry in resources:
+        if str(entry.get("role", "")).lower() == "primary":
             found.append(local.name)
-        for peer in resource.get("connections", []):
+        for peer in entry.get("connections", []):
             if str(peer.get("peer-role", "")).lower() == "primary":
                 found.append(str(peer.get("name", "?")))
     return sorted(set(found))
