@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
+from typing import NoReturn
 
 from builder import log, testpoint
 from builder import run as commands
-from builder.deploy import inject, plan, preflight, rollback, signals, vmdatabase
+from builder.deploy import inject, plan, preflight, rollback, signals, stepper, vmdatabase
 from builder.deploy import journal as journals
 from builder.deploy.context import Context
 from builder.deploy.controller import Directory
@@ -105,7 +106,7 @@ def _run(options: Options, directory: Directory | None, explicit: Iterable[str])
             ctx.j.set_fact("storage_cfg", original_storage_cfg(options.root))
             if kept is not None:
                 ctx.j.set_fact("replaced_vm_database", str(kept))
-        execute(ctx, steps)
+        stepper.run_steps(ctx, steps, failed)
     report(ctx, steps)
     return 0
 
@@ -134,39 +135,14 @@ def _refuse_after_upgrade(ctx: Context) -> None:
                  "--commit), or move the controller with 'linstor-appliance restore --to-host'")  # fmt: skip
 
 
-def execute(ctx: Context, steps: list[Step]) -> None:
-    total = len(steps)
-    for number, step in enumerate(steps, 1):
-        # A signal may arrive anywhere in here, the journal's own writes included (they are whole: see Journal.save).
-        try:
-            with log.step(f"Step {number}/{total}: {step.title}"):
-                if ctx.j.state(step.key) == "done" and step.still_done(ctx):
-                    log.info("already done")
-                    continue
-                ctx.j.start_step(step.key)
-                record = step.apply(ctx)
-                ctx.j.finish_step(step.key, record)
-            testpoint.reached(f"after-{step.key}")
-        except (Exception, KeyboardInterrupt) as error:
-            failed(ctx, number, step, error)
-    ctx.j.set_status("completed")
-
-
-def failed(ctx: Context, number: int, step: Step, error: BaseException) -> None:
+def failed(ctx: Context, number: int, step: Step, error: BaseException) -> NoReturn:
     # From here to the end, signals no longer stop anything: the journal, the cleanup and a rollback run to the end.
     with signals.deferred() as received:
         _failed(ctx, number, step, error, received)
 
 
-def _failed(ctx: Context, number: int, step: Step, error: BaseException, received: list[str]) -> None:
-    if isinstance(error, ApplianceError):
-        message, hint = error.message, error.hint
-    elif isinstance(error, signals.Interrupted):
-        message, hint = f"interrupted by {error.name}", None
-    elif isinstance(error, KeyboardInterrupt):
-        message, hint = "interrupted", None
-    else:
-        message, hint = f"{type(error).__name__}: {error}", None
+def _failed(ctx: Context, number: int, step: Step, error: BaseException, received: list[str]) -> NoReturn:
+    message, hint = stepper.describe(error)
     verb = "was" if isinstance(error, KeyboardInterrupt) else "failed:"
     what = f"step {number} ({step.title}) {verb} {message}"
     ctx.j.set_status("failed", error=message, failed_step=step.key)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from builder import log
 from builder.deploy import journal as journals
+from builder.deploy import stepper
 from builder.deploy.context import Context
 from builder.deploy.controller import Directory
 from builder.deploy.journal import Journal
@@ -23,7 +25,7 @@ from builder.deploy.steps.storage import Storage
 from builder.deploy.steps.units import Units
 from builder.deploy.steps.verify import Verify
 from builder.deploy.steps.vm import Vm
-from builder.errors import ApplianceError, die
+from builder.errors import die
 from builder.restore import facts, source
 from builder.restore.options import Mode, Options
 from builder.restore.steps import HostController, HostStorage, Park, Stage
@@ -81,7 +83,7 @@ def run(options: Options, directory: Directory | None = None) -> int:
             ctx.journal = Journal.create(path, options.to_json())
             ctx.j.set_fact("backup", str(chosen.path))
         show_plan(ctx, steps)
-        execute(ctx, steps)
+        stepper.run_steps(ctx, steps, failed)
     report(ctx, steps, options)
     return 0
 
@@ -96,25 +98,12 @@ def show_plan(ctx: Context, steps: list[Step]) -> None:
     print("\n".join(lines), flush=True)
 
 
-def execute(ctx: Context, steps: list[Step]) -> None:
-    for number, step in enumerate(steps, 1):
-        with log.step(f"Step {number}/{len(steps)}: {step.title}"):
-            if ctx.j.state(step.key) == "done" and step.still_done(ctx):
-                log.info("already done")
-                continue
-            ctx.j.start_step(step.key)
-            try:
-                record = step.apply(ctx)
-            except (ApplianceError, Exception, KeyboardInterrupt) as error:
-                message = error.message if isinstance(error, ApplianceError) else (
-                    "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}")
-                hint = error.hint if isinstance(error, ApplianceError) else None
-                ctx.j.set_status("failed", error=message, failed_step=step.key)
-                die(f"restore step {number} ({step.title}) failed: {message}",
-                    hint=(f"{hint}; then " if hint else "") + f"continue with 'linstor-appliance restore --vmid "
-                         f"{ctx.options.vmid} --resume' (journal: {ctx.j.path})")  # fmt: skip
-            ctx.j.finish_step(step.key, record)
-    ctx.j.set_status("completed")
+def failed(ctx: Context, number: int, step: Step, error: BaseException) -> NoReturn:
+    message, hint = stepper.describe(error)
+    ctx.j.set_status("failed", error=message, failed_step=step.key)
+    die(f"restore step {number} ({step.title}) failed: {message}",
+        hint=(f"{hint}; then " if hint else "") + f"continue with 'linstor-appliance restore --vmid "
+             f"{ctx.options.vmid} --resume' (journal: {ctx.j.path})")  # fmt: skip
 
 
 def report(ctx: Context, steps: list[Step], options: Options) -> None:

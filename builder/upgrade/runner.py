@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from builder import log, testpoint
 from builder import run as commands
@@ -17,7 +18,7 @@ from builder.backup import take as backups
 from builder.backup.options import DEFAULT_KEEP
 from builder.backup.options import Mode as BackupMode
 from builder.backup.options import Options as BackupOptions
-from builder.deploy import controller, signals, wait
+from builder.deploy import controller, signals, stepper, wait
 from builder.deploy import journal as journals
 from builder.deploy.controller import Directory
 from builder.deploy.journal import Journal
@@ -104,7 +105,7 @@ def _run(options: Options, directory: Directory) -> int:
             ctx.j.new_attempt()
             steps = [step for step in ALL if step.applies(ctx)]
             show_plan(ctx, steps)
-            execute(ctx, steps)
+            stepper.run_steps(ctx, steps, failed)
         report(ctx, steps)
         return 0
     assert target is not None
@@ -123,7 +124,7 @@ def _run(options: Options, directory: Directory) -> int:
                                                  .replace(":", "")))  # fmt: skip
         ctx.journal = Journal.create(path, options.to_json())
         ctx.j.set_fact("target", target.to_json())
-        execute(ctx, steps)
+        stepper.run_steps(ctx, steps, failed)
     report(ctx, steps)
     return 0
 
@@ -153,33 +154,14 @@ def show_plan(ctx: UpgradeContext, steps: list[Step]) -> None:
     print("\n".join(lines), flush=True)
 
 
-def execute(ctx: UpgradeContext, steps: list[Step]) -> None:
-    total = len(steps)
-    for number, step in enumerate(steps, 1):
-        try:
-            with log.step(f"Step {number}/{total}: {step.title}"):
-                if ctx.j.state(step.key) == "done" and step.still_done(ctx):
-                    log.info("already done")
-                    continue
-                ctx.j.start_step(step.key)
-                record = step.apply(ctx)
-                ctx.j.finish_step(step.key, record)
-            testpoint.reached(f"after-{step.key}")
-        except (Exception, KeyboardInterrupt) as error:
-            with signals.deferred() as received:
-                _failed(ctx, number, step, error, received)
-    ctx.j.set_status("completed")
+def failed(ctx: UpgradeContext, number: int, step: Step, error: BaseException) -> NoReturn:
+    # From here on signals stop nothing: the journal and a switch back run to their end.
+    with signals.deferred() as received:
+        _failed(ctx, number, step, error, received)
 
 
-def _failed(ctx: UpgradeContext, number: int, step: Step, error: BaseException, received: list[str]) -> None:
-    if isinstance(error, ApplianceError):
-        message, hint = error.message, error.hint
-    elif isinstance(error, signals.Interrupted):
-        message, hint = f"interrupted by {error.name}", None
-    elif isinstance(error, KeyboardInterrupt):
-        message, hint = "interrupted", None
-    else:
-        message, hint = f"{type(error).__name__}: {error}", None
+def _failed(ctx: UpgradeContext, number: int, step: Step, error: BaseException, received: list[str]) -> NoReturn:
+    message, hint = stepper.describe(error)
     what = f"upgrade step {number} ({step.title}) failed: {message}"
     ctx.j.set_status("failed", error=message, failed_step=step.key)
     vmid = ctx.options.vmid
