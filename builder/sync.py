@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder import allowlist, log
+from builder import allowlist, log, slots
 from builder.deploy import controller
 from builder.deploy.context import Context, NodeFacts
 from builder.deploy.controller import Directory, Endpoint
@@ -24,7 +24,6 @@ from builder.deploy.versions import needs_keep_res
 from builder.deployment import Deployment, load
 from builder.errors import ApplianceError, die
 from builder.status.checks import COLDSTART_MARKER, http_port
-from builder.upgrade import slots
 
 # Whether drbd-utils has the per-resource drbd@.target (as the deploy's preflight asks) and if it is enabled.
 UNIT_PROBE = ('printf "%s\\n" "$(systemctl show -p LoadState --value "drbd@$1.target" 2>/dev/null)"; '

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable
 from typing import NoReturn
 
-from builder import log, testpoint
+from builder import log, slots, testpoint
 from builder import run as commands
 from builder.deploy import inject, plan, preflight, rollback, signals, stepper, vmdatabase
 from builder.deploy import journal as journals
@@ -20,7 +20,6 @@ from builder.deploy.remote import Node, Transport
 from builder.deploy.steps import ALL, Step
 from builder.deploy.steps.storage import original as original_storage_cfg
 from builder.errors import ApplianceError, die
-from builder.upgrade import slots
 
 
 def run(options: Options, directory: Directory | None = None, explicit: Iterable[str] = ()) -> int:

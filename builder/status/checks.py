@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import allowlist
+from builder import slots as disks
 from builder.deploy import controller, storagecfg
 from builder.deploy.controller import Directory, Endpoint
 from builder.deploy.journal import Journal
@@ -23,7 +24,6 @@ from builder.deployment import Deployment
 from builder.errors import ApplianceError
 from builder.status import backups
 from builder.status.report import Level, Line
-from builder.upgrade import slots as disks
 
 COLDSTART_MARKER = "/var/lib/linstor-coldstart/installed.json"
 

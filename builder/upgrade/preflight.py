@@ -12,7 +12,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import replace
 
-from builder import log
+from builder import log, slots
 from builder.backup import store
 from builder.deploy import controller
 from builder.deploy.context import Facts, NodeFacts
@@ -25,7 +25,7 @@ from builder.deploy.pve import Pve
 from builder.deploy.remote import Node, Transport
 from builder.deploy.versions import numbers, release
 from builder.errors import ApplianceError
-from builder.upgrade import apt, slots
+from builder.upgrade import apt
 from builder.upgrade.context import Target
 from builder.upgrade.options import Mode, Options
 

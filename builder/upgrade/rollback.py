@@ -7,13 +7,12 @@ old controller would see it as VERSION_MISMATCH, so a rollback on request is ref
 
 from __future__ import annotations
 
-from builder import log
+from builder import log, slots
 from builder.deploy import controller, inject, wait
 from builder.deploy.context import Context
 from builder.deploy.steps.image import primaries
 from builder.deploy.steps.start import running, start_vm, stop_vm
 from builder.errors import ApplianceError, die
-from builder.upgrade import slots
 from builder.upgrade.context import of
 from builder.upgrade.steps import device_path, res_file
 

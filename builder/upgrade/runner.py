@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from builder import log, testpoint
+from builder import log, slots, testpoint
 from builder import run as commands
 from builder.backup import take as backups
 from builder.backup.options import DEFAULT_KEEP
@@ -28,7 +28,7 @@ from builder.deploy.pve import Pve
 from builder.deploy.remote import Node, Transport
 from builder.deploy.steps import Step
 from builder.errors import ApplianceError, die
-from builder.upgrade import rollback, slots
+from builder.upgrade import rollback
 from builder.upgrade.context import Target, UpgradeContext
 from builder.upgrade.options import Mode, Options
 from builder.upgrade.preflight import UpgradePreflight, deploy_options

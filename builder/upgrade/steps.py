@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder import __version__, log
+from builder import __version__, log, slots
 from builder.backup import store
 from builder.backup import take as backups
 from builder.backup.options import DEFAULT_KEEP
@@ -30,7 +30,7 @@ from builder.errors import die
 from builder.imagewrite import verify as verify_image
 from builder.imagewrite import write_image
 from builder.resources import render
-from builder.upgrade import apt, slots
+from builder.upgrade import apt
 from builder.upgrade.context import of
 
 # The appliance's settings the deploy (and sync) put into the VM disk; the new disk gets them as they are now.

@@ -25,12 +25,11 @@ import pytest
 from sim import guests, network
 from sim.cluster import SimCluster
 
-from builder import cli
+from builder import cli, slots
 from builder.deploy import inject, options, runner
 from builder.deploy.controller import Directory, Endpoint
 from builder.deploy.versions import release
 from builder.errors import ApplianceError
-from builder.upgrade import slots
 
 PROJECT = Path(__file__).resolve().parents[2]
 DEPLOY_CHECK = PROJECT / "image/mkosi.extra/usr/lib/linstor-appliance/deploy-check"

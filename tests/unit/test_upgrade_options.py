@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import cli
+from builder import cli, slots
 from builder.errors import ApplianceError
-from builder.upgrade import options, slots
+from builder.upgrade import options
 from builder.upgrade.options import Mode
 from builder.upgrade.preflight import oldest_importable
 
