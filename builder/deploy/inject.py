@@ -7,12 +7,14 @@ it is cleaned up before the next attempt mounts again.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder import diskimage, testpoint
+from builder.errors import die
 from builder.run import run
 
 
@@ -79,3 +81,13 @@ def read(device: Path, paths: list[str]) -> dict[str, bytes | None]:
             target = root / path.lstrip("/")
             found[path] = target.read_bytes() if target.is_file() else None
     return found
+
+
+def write_checked(device: Path, files: list[File], where: str, hint: str) -> dict[str, str]:
+    """Write the files, read them back, and die unless each reads as written; returns each file's SHA-256."""
+    write(device, files)
+    back = read(device, [item.path for item in files])
+    for item in files:
+        if back[item.path] != item.data:
+            die(f"{item.path} in {where} does not read back as written", hint=hint)
+    return {item.path: hashlib.sha256(item.data).hexdigest() for item in files}

@@ -289,13 +289,8 @@ class Inject(Step):
         refuse_if_held(ctx, t.new_resource)
         files = self.files(ctx, folder, dict(record.get("files", {})))
         target = device_path(ctx, t.new_resource)
-        inject.write(target, files)
-        back = inject.read(target, [item.path for item in files])
-        for item in files:
-            if back[item.path] != item.data:
-                die(f"{item.path} in {t.new_resource} does not read back as written",
-                    hint="the disk may be in use elsewhere; continue with --resume")
-        return {"files": {item.path: hashlib.sha256(item.data).hexdigest() for item in files}}
+        return {"files": inject.write_checked(target, files, t.new_resource,
+                                              hint="the disk may be in use elsewhere; continue with --resume")}
 
     def files(self, ctx: Context, folder: Path, sums: dict[str, str]) -> list[inject.File]:
         o, f, t = ctx.options, ctx.f, of(ctx).t

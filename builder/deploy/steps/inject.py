@@ -139,11 +139,6 @@ class Inject(Step):
         # A ruleset nft refuses would leave the VM without a firewall and its controller stopped.
         firewalls.check(next(item.data.decode() for item in files if item.path == FIREWALL))
         device = o.host_path(o.device)
-        inject.write(device, files)
-        back = inject.read(device, [item.path for item in files])
-        for item in files:
-            if back[item.path] != item.data:
-                die(f"{item.path} in the VM disk does not read back as written",
-                    hint="the disk may be in use elsewhere; run the deploy again with --resume")
-        return {"files": {item.path: hashlib.sha256(item.data).hexdigest() for item in files},
-                "from_backup": str(folder)}  # fmt: skip
+        written = inject.write_checked(device, files, "the VM disk",
+                                       hint="the disk may be in use elsewhere; run the deploy again with --resume")
+        return {"files": written, "from_backup": str(folder)}
