@@ -23,6 +23,25 @@ STATIC_DNS = "10.0.2.3"
 # Ubuntu's archive is asked once per run, and only briefly: when it does not answer, the Ubuntu image is
 # neither built nor booted, and the run says so in one line.
 UBUNTU_PROBE_TIMEOUT = 5.0
+# The start of a fake guest's script (python): a kernel that panics as the Debian 13 kernel did under TCG
+# (an int3 of live code patching seen by another vCPU), then hangs as QEMU does. With $PANIC_MARKER set, only
+# the first run panics (it creates that file) and the script goes on; without it, every run panics.
+PANICKING_KERNEL = r"""
+import os, sys, time
+marker = os.environ.get("PANIC_MARKER")
+if marker is None or not os.path.exists(marker):
+    if marker is not None:
+        open(marker, "w").close()
+    sys.stdout.write(
+        "[    0.000000] Linux version 6.12.118+deb13-cloud-amd64\r\n"
+        "[    3.321684] sched_clock: Marking stable (3288152875, 29833958)->(3331880234, -13893401)\r\n"
+        "[    3.323673] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\r\n"
+        "[    3.324894] RIP: 0010:sched_clock_cpu+0x9/0x1d0\r\n"
+        "[    3.327223] Kernel panic - not syncing: Fatal exception in interrupt\r\n"
+        "[    5.137308] ---[ end Kernel panic - not syncing: Fatal exception in interrupt ]---\r\n")
+    sys.stdout.flush()
+    time.sleep(600)
+"""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CACHE_DIR, PROJECT_ROOT, BuiltImage, require_root
+from helpers import CACHE_DIR, PANICKING_KERNEL, PROJECT_ROOT, BuiltImage, require_root
+
+from builder.qemu import Accel
 
 # bench/ is run from the checkout (python -m bench), not installed.
 sys.path.insert(0, str(PROJECT_ROOT))
-from bench import report, stats  # noqa: E402
+from bench import boot, report, stats  # noqa: E402
 from bench.downtime import APPLIANCE_ADDRESS, Watch, url_lookup  # noqa: E402
 
 SUMMARY_KEYS = {"median", "min", "max", "runs"}
@@ -62,6 +64,51 @@ def test_page_renders_figures_that_were_not_measured() -> None:
     assert "| Build | failed: mkosi is not installed |" in page
     assert "not available (deploy command not present)" in page
     assert "## Method" in page
+
+
+# A "QEMU" whose guest shows the login prompt after the kernel log, and then idles as a booted guest does.
+FAKE_QEMU = PANICKING_KERNEL + r"""
+sys.stdout.write("[    0.000000] Linux version 6.12\r\n\r\nDebian GNU/Linux 13 bare ttyS0\r\n\r\nbare login: ")
+sys.stdout.flush()
+time.sleep(600)
+"""
+PANIC = "the guest kernel panicked before the login prompt: Kernel panic - not syncing: Fatal exception in interrupt"
+
+
+def boot_bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """One run of the bare image's boot with the fake QEMU; the figure it gives."""
+    script = tmp_path / "qemu.py"
+    script.write_text(FAKE_QEMU)
+    monkeypatch.setattr(boot, "qemu_argv", lambda options: [sys.executable, str(script)])
+    # The guest hangs after a panic: only the panic line can end a boot before this timeout.
+    boots = boot.run_boots({"baseline": tmp_path / "bare.raw"}, 1, Accel.tcg, tmp_path, 60, lambda line: None)
+    return boot.figure(boots, Accel.tcg)
+
+
+def test_a_boot_that_panicked_is_tried_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PANIC_MARKER", str(tmp_path / "panicked"))
+    figure = boot_bare(tmp_path, monkeypatch)
+    assert figure["baseline"]["login_prompt_s"]["runs"] == 1
+    assert figure["panics"] == {"baseline": 1}
+    assert figure["errors"] == [f"baseline: {PANIC} (transcript: {tmp_path / 'boot-baseline-0.txt'})"]
+    assert "bare login:" in (tmp_path / "boot-baseline-0-retry1.txt").read_text()
+    page = report.render({"finished_at": "2026-01-01 00:00 UTC", "duration_s": 60.0,
+                          "settings": {"runs": 1, "build_runs": 1}, "machine": {"cpus": 2, "memory_bytes": 2**31},
+                          "figures": {"boot": {**figure, "status": "measured"}}})
+    assert "| Boots ended by a guest kernel panic, then booted again (see the notes) | 0 | 1 |  |" in page
+    assert f"- boot: baseline: {PANIC}" in page
+
+
+def test_a_boot_that_always_panics_is_an_error_after_three_attempts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PANIC_MARKER", raising=False)
+    figure = boot_bare(tmp_path, monkeypatch)
+    assert figure["baseline"]["login_prompt_s"]["runs"] == 0
+    assert figure["panics"] == {"baseline": 3}
+    transcripts = ("boot-baseline-0.txt", "boot-baseline-0-retry1.txt", "boot-baseline-0-retry2.txt")
+    assert figure["errors"] == [f"baseline: {PANIC} (transcript: {tmp_path / name})" for name in transcripts]
+    assert not (tmp_path / "boot-baseline-0-retry3.txt").exists()
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10) -> bool:

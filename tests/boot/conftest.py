@@ -120,10 +120,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     write = terminalreporter.write_line
     terminalreporter.section("appliance boots")
     width = max(len(r.name) for r in records)
-    write(f"{'boot':<{width}}  {'firmware':<11}  {'accel':<5}  {'login prompt':>12}  {'controller on 3370':>18}")
+    write(f"{'boot':<{width}}  {'firmware':<11}  {'accel':<5}  {'login prompt':>12}  {'controller on 3370':>18}  "
+          f"{'kernel panics':>13}")
     for r in records:
         write(f"{r.name:<{width}}  {r.firmware.label:<11}  {r.accel:<5}  {_seconds(r.login_prompt_s):>12}  "
-              f"{_seconds(r.api_s):>18}{'  FAILED' if r.failed else ''}")
+              f"{_seconds(r.api_s):>18}  {r.panicked_boots:>13}{'  FAILED' if r.failed else ''}")
+    for r in records:
+        if r.panicked_boots:
+            # Kept whether or not a test failed: an emulator race worth seeing (builder.qemu.KERNEL_PANIC).
+            write(f"{r.name}: {r.panicked_boots} boot(s) ended in a guest kernel panic and were tried again "
+                  f"(at most once); their transcripts are kept beside {r.transcript}")
     kept = [r for r in records if r.failed and r.transcript.exists()]
     for r in kept:
         write(f"serial transcript of {r.name}: {r.transcript}")

@@ -19,7 +19,7 @@ import pexpect
 
 # systemd 257's serial getty asks the terminal for its cursor position (to learn its size) before
 # the prompt and waits for an answer; a real terminal answers at once, so this driver does too.
-from builder.qemu import CURSOR_ANSWER, CURSOR_QUERY, LOGIN_PROMPT
+from builder.qemu import CURSOR_ANSWER, CURSOR_QUERY, KERNEL_PANIC, LOGIN_PROMPT
 
 # One factor for every timeout: emulation (TCG) on a busy CI runner can be several times slower.
 TIMEOUT_FACTOR = float(os.environ.get("LINSTOR_APPLIANCE_TIMEOUT_FACTOR", "1"))
@@ -35,6 +35,10 @@ def scaled(seconds: float) -> float:
 
 class ConsoleError(AssertionError):
     """The guest did not say what was expected in time; the message ends with its last words."""
+
+
+class GuestPanic(ConsoleError):
+    """The guest kernel panicked before the login prompt: it will print nothing more, so waiting is pointless."""
 
 
 @dataclass
@@ -56,6 +60,9 @@ class Console:
         )
         self.child.logfile_read = self._log
         self._root = False
+        # Until the login prompt shows, a kernel panic ends any wait. Later the line may be a command's
+        # output (a journal read, say), so it is not looked for any more.
+        self._booting = True
 
     # -- low level -------------------------------------------------------------------------------------------
 
@@ -63,11 +70,12 @@ class Console:
         """Wait for one of the regular expressions, answering terminal queries on the way."""
         wanted = [patterns] if isinstance(patterns, str) else list(patterns)
         described = " or ".join(map(repr, wanted))
+        watched = [re.escape(CURSOR_QUERY), KERNEL_PANIC] if self._booting else [re.escape(CURSOR_QUERY)]
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             try:
-                index = self.child.expect([re.escape(CURSOR_QUERY), *wanted], timeout=max(remaining, 0.1))
+                index = self.child.expect([*watched, *wanted], timeout=max(remaining, 0.1))
             except pexpect.TIMEOUT:
                 raise ConsoleError(self._explain(f"no {described} within {timeout:.0f}s")) from None
             except pexpect.EOF:
@@ -75,7 +83,10 @@ class Console:
             if index == 0:
                 self.child.send(CURSOR_ANSWER)
                 continue
-            return index - 1
+            if index == 1 and self._booting:
+                line = str(self.child.after).strip()
+                raise GuestPanic(self._explain(f"the guest kernel panicked ({line}) while waiting for {described}"))
+            return index - len(watched)
 
     def send_line(self, text: str) -> None:
         self.child.send(text + "\r")
@@ -87,8 +98,13 @@ class Console:
     # -- login -----------------------------------------------------------------------------------------------
 
     def wait_for_login_prompt(self, timeout: float) -> float:
-        """Seconds from QEMU's start to the login prompt; nothing is typed on the way there."""
+        """Seconds from QEMU's start to the login prompt; nothing is typed on the way there.
+
+        Raises GuestPanic as soon as the guest kernel panics on the way.
+        """
+        self._booting = True
         self.expect(LOGIN_PROMPT, timeout)
+        self._booting = False
         return time.monotonic() - self.started
 
     def login(self, user: str, password: str, new_password: str) -> LoginRecord:

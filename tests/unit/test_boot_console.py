@@ -10,9 +10,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import boot.machine
 import pytest
 from boot.checks import before_login, boot_loader_errors, interactive_prompts
-from boot.console import Console, ConsoleError
+from boot.console import Console, ConsoleError, GuestPanic
+from boot.machine import Machine
+from helpers import PANICKING_KERNEL
+
+from builder.qemu import ACCEL_ENV, Firmware
 
 FAKE_GUEST = r"""
 import os, sys, termios, tty
@@ -113,6 +118,64 @@ def test_refused_sudo_and_timeouts_name_the_transcript(
             console.expect("never printed", 1)
     finally:
         console.close()
+
+
+# -- a guest kernel that panics ---------------------------------------------------------------------------------
+
+
+def test_a_kernel_panic_ends_the_wait_for_the_login_prompt(tmp_path: Path) -> None:
+    script = tmp_path / "panics.py"
+    script.write_text(PANICKING_KERNEL)
+    console = Console([sys.executable, str(script)], tmp_path / "serial.log")
+    try:
+        # The guest hangs after the panic: only the panic line can end this wait before its timeout.
+        with pytest.raises(GuestPanic) as raised:
+            console.wait_for_login_prompt(60)
+    finally:
+        console.close()
+    message = str(raised.value)
+    assert message.startswith("the guest kernel panicked (Kernel panic - not syncing: Fatal exception in interrupt)")
+    assert f"serial transcript: {tmp_path / 'serial.log'}" in message
+    assert "Oops: int3" in message.split("last output:")[1]
+
+
+def boot_panicking_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, panic_once: bool) -> Machine:
+    """A Machine whose "QEMU" is the fake guest behind a kernel that panics (the guest fixture sets up its shell)."""
+    script = tmp_path / "panicking-guest.py"
+    script.write_text(PANICKING_KERNEL + FAKE_GUEST)
+    if panic_once:
+        monkeypatch.setenv("PANIC_MARKER", str(tmp_path / "panicked"))
+    monkeypatch.setenv("EXPIRED", "no")
+    monkeypatch.setenv("SUDO_PASSWORD", "linbit")
+    monkeypatch.setenv(ACCEL_ENV, "tcg")
+    monkeypatch.setattr(boot.machine, "qemu_argv", lambda options: [sys.executable, str(script)])
+    return Machine("vm", tmp_path / "disk.raw", Firmware.bios, tmp_path / "work", tmp_path / "vm.serial.log")
+
+
+@pytest.mark.usefixtures("guest")
+def test_a_machine_whose_first_boot_panicked_boots_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    machine = boot_panicking_machine(tmp_path, monkeypatch, panic_once=True)
+    try:
+        machine.boot_to_root_shell("linbit", "unused")
+        assert machine.shell.check("echo up") == "up\n"
+    finally:
+        machine.stop()
+    assert machine.record.panicked_boots == 1
+    assert machine.record.login_prompt_s is not None
+    assert "Kernel panic - not syncing" in (tmp_path / "vm.serial.log").read_text()
+    assert machine.record.transcript == tmp_path / "vm-retry1.serial.log"
+    assert "fake login:" in machine.record.transcript.read_text()
+
+
+@pytest.mark.usefixtures("guest")
+def test_a_machine_whose_second_boot_panicked_too_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    machine = boot_panicking_machine(tmp_path, monkeypatch, panic_once=False)
+    try:
+        with pytest.raises(GuestPanic, match=r"vm-retry1\.serial\.log"):
+            machine.boot_to_root_shell("linbit", "unused")
+    finally:
+        machine.stop()
+    assert machine.record.panicked_boots == 2
 
 
 # -- transcript checks -----------------------------------------------------------------------------------------
