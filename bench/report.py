@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench import targets
 from builder import imagepack
 
 # Where the boot time goes, read on a booted appliance with systemd-analyze; measured by hand (it needs a
@@ -283,9 +284,18 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     table = ["## Results", "", *summary_rows(results), ""]
-    body = [*machine_section(results), *table, *write_details(results), *boot_breakdown(),
+    body = [*machine_section(results), *table, *target_section(results), *write_details(results), *boot_breakdown(),
             *package_details(results), *notes(results)]
     return "\n".join([*header, *body, METHOD.replace("{level}", str(imagepack.ZSTD_LEVEL))])
+
+
+def target_section(results: dict[str, Any]) -> list[str]:
+    """The issue's targets against this run's medians; a run without a figure says so."""
+    lines = ["## Targets", "", "Medians of this run against the targets the appliance is held to.", "",
+             "| Target | Limit | Measured | Met |", "|---|---|---|---|"]
+    lines += [f"| {label} | {limit} | {measured} | {met} |" for label, limit, measured, met in
+              targets.rows(results["figures"])]
+    return [*lines, ""]
 
 
 def boot_breakdown() -> list[str]:

@@ -85,6 +85,34 @@ def boot_bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     return boot.figure(boots, Accel.tcg)
 
 
+def test_page_says_which_targets_a_run_meets() -> None:
+    """The targets section reads the run's medians: met, missed, and not measured are told apart."""
+    mib = 2**20
+
+    def seconds(value: float) -> dict[str, Any]:
+        return stats.summary([value], "s")
+
+    figures = {
+        "size": {"appliance": {"allocated_bytes": stats.summary([440 * mib], "bytes"),
+                               "compressed_bytes": stats.summary([171 * mib, 170 * mib, 172 * mib], "bytes")}},
+        "boot": {"appliance": {"login_prompt_s": stats.summary([50.0], "s"), "api_s": stats.summary([53.0], "s")},
+                 "ratio": {"login_prompt": stats.summary([1.05, 1.2, 1.08], "ratio")}},
+        "build": {"appliance": {"cold": {"total_s": seconds(100.0), "after_mkosi_s": seconds(6.0)},
+                                "warm": {"total_s": seconds(20.0), "after_mkosi_s": seconds(4.0)}},
+                  "ratio": {"cold": stats.not_measured("ratio", "skipped in quick mode")}},
+    }  # fmt: skip
+    page = report.render({"finished_at": "2026-01-01 00:00 UTC", "duration_s": 60.0,
+                          "settings": {"runs": 3, "build_runs": 3}, "machine": {"cpus": 2}, "figures": figures})
+    assert "| Image: allocated bytes | ≤ 450 MiB | 440 MiB | yes |" in page
+    assert "| Image: zstd size | ≤ 160 MiB | 171 MiB | no |" in page
+    assert "| Boot: login prompt against the bare image (TCG) | ≤ ×1.10 | ×1.08 | yes |" in page
+    assert "| Controller answering after the login prompt (TCG) | ≤ 5.0 s | +3.0 s | yes |" in page
+    assert "| Build: work after mkosi, cold | ≤ 5.0 s | 6.0 s | no |" in page
+    assert "| Build: work after mkosi, warm | ≤ 5.0 s | 4.0 s | yes |" in page
+    assert "| Build: cold build against a bare mkosi build | ≤ ×1.30 | not measured | – |" in page
+    assert "| Build: configuration-only rebuild against a cold build | ≤ ×0.30 | ×0.20 | yes |" in page
+
+
 def test_a_boot_that_panicked_is_tried_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PANIC_MARKER", str(tmp_path / "panicked"))
     figure = boot_bare(tmp_path, monkeypatch)
