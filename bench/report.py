@@ -11,6 +11,8 @@ from builder import imagepack
 # Where the boot time goes, read on a booted appliance with systemd-analyze; measured by hand (it needs a
 # login on the guest), so it is kept beside the harness and shown with every page it writes.
 BOOT_BREAKDOWN = Path(__file__).with_name("boot-breakdown.md")
+# Why the targets a run misses are missed, measured by hand like the boot breakdown.
+TARGET_NOTES = Path(__file__).with_name("targets-notes.md")
 MIB = 2**20
 GIB = 2**30
 
@@ -293,8 +295,10 @@ def target_section(results: dict[str, Any]) -> list[str]:
     """The issue's targets against this run's medians; a run without a figure says so."""
     lines = ["## Targets", "", "Medians of this run against the targets the appliance is held to.", "",
              "| Target | Limit | Measured | Met |", "|---|---|---|---|"]
-    lines += [f"| {label} | {limit} | {measured} | {met} |" for label, limit, measured, met in
-              targets.rows(results["figures"])]
+    table = targets.rows(results["figures"])
+    lines += [f"| {label} | {limit} | {measured} | {met} |" for label, limit, measured, met in table]
+    if TARGET_NOTES.exists() and any(met == "no" for *_, met in table):
+        lines += ["", TARGET_NOTES.read_text().rstrip("\n")]
     return [*lines, ""]
 
 
