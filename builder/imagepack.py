@@ -9,10 +9,13 @@ every core while this process hashes; a second thread hashes zstd's output on it
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import fcntl
 import hashlib
 import os
+import queue
 import shlex
 import subprocess
 import threading
@@ -36,6 +39,9 @@ FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 ZEROS = bytes(CHUNK)
 ZERO_GRANULE = bytes(GRANULE)
+# Pieces read but not hashed yet: enough to ride out a slow moment of either side, little memory.
+HASH_QUEUE = 4
+PIPE_SIZE = 2**20
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -121,6 +127,7 @@ def pack(image: Path, level: int = ZSTD_LEVEL) -> Packed:
     with target.open("wb") as sink, subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                      stderr=subprocess.PIPE) as zstd:
         assert zstd.stdin is not None and zstd.stdout is not None and zstd.stderr is not None
+        _widen(zstd.stdin, zstd.stdout)
         drain = threading.Thread(target=_copy_out, args=(zstd.stdout, sink, zst_digest, failure),
                                  name="zstd-output", daemon=True)
         drain.start()
@@ -144,25 +151,42 @@ def pack(image: Path, level: int = ZSTD_LEVEL) -> Packed:
 
 
 def _feed(fd: int, size: int, sink: IO[bytes], digest: _Hash, puncher: _Puncher) -> None:
-    zeros = memoryview(ZEROS)
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    for offset, length, is_data in extents(fd, size):
-        end = offset + length
-        while offset < end:
-            count = min(CHUNK, end - offset)
-            if is_data:
-                got = os.preadv(fd, [view[:count]], offset)
-                if got != count:
-                    die(f"the image ended early at {offset + got} bytes", hint="build it again")
-                piece = view[:count]
-                for start, run in zero_runs(buffer if count == CHUNK else bytes(piece), offset):
-                    puncher.punch(fd, start, run)
-            else:
-                piece = zeros[:count]
-            digest.update(piece)
-            sink.write(piece)
-            offset += count
+    # The raw image's hash runs in a thread of its own (hashlib lets go of the GIL), so hashing a piece
+    # overlaps with handing it to zstd instead of keeping zstd waiting.
+    pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=HASH_QUEUE)
+    hasher = threading.Thread(target=_hash_all, args=(pieces, digest), name="raw-sha256", daemon=True)
+    hasher.start()
+    try:
+        for offset, length, is_data in extents(fd, size):
+            end = offset + length
+            while offset < end:
+                count = min(CHUNK, end - offset)
+                if is_data:
+                    piece = os.pread(fd, count, offset)
+                    if len(piece) != count:
+                        die(f"the image ended early at {offset + len(piece)} bytes", hint="build it again")
+                    for start, run in zero_runs(piece, offset):
+                        puncher.punch(fd, start, run)
+                else:
+                    piece = ZEROS if count == CHUNK else ZEROS[:count]
+                pieces.put(piece)
+                sink.write(piece)
+                offset += count
+    finally:
+        pieces.put(None)
+        hasher.join()
+
+
+def _widen(*pipes: IO[bytes]) -> None:
+    """Pipes of 1 MiB instead of 64 KiB: gigabytes pass through them, and each refill is a context switch."""
+    for pipe in pipes:
+        with contextlib.suppress(OSError):  # above the system's pipe-max-size: the default stays
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+
+
+def _hash_all(pieces: queue.Queue[bytes | None], digest: _Hash) -> None:
+    while (piece := pieces.get()) is not None:
+        digest.update(piece)
 
 
 def _copy_out(source: IO[bytes], sink: IO[bytes], digest: _Hash, failure: list[BaseException]) -> None:
