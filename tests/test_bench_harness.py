@@ -103,14 +103,17 @@ def test_page_says_which_targets_a_run_meets() -> None:
     }  # fmt: skip
     page = report.render({"finished_at": "2026-01-01 00:00 UTC", "duration_s": 60.0,
                           "settings": {"runs": 3, "build_runs": 3}, "machine": {"cpus": 2}, "figures": figures})
-    assert "| Image: allocated bytes | ≤ 450 MiB | 440 MiB | yes |" in page
-    assert "| Image: zstd size | ≤ 160 MiB | 171 MiB | no |" in page
-    assert "| Boot: login prompt against the bare image (TCG) | ≤ ×1.10 | ×1.08 | yes |" in page
-    assert "| Controller answering after the login prompt (TCG) | ≤ 5.0 s | +3.0 s | yes |" in page
-    assert "| Build: work after mkosi, cold | ≤ 5.0 s | 6.0 s | no |" in page
-    assert "| Build: work after mkosi, warm | ≤ 5.0 s | 4.0 s | yes |" in page
-    assert "| Build: cold build against a bare mkosi build | ≤ ×1.30 | not measured | – |" in page
-    assert "| Build: configuration-only rebuild against a cold build | ≤ ×0.30 | ×0.20 | yes |" in page
+    expected = [
+        "| Image: allocated bytes | ≤ 450 MiB | 440 MiB | yes |",
+        "| Image: zstd size | ≤ 160 MiB | 171 MiB | no |",
+        "| Boot: login prompt against the bare image (TCG) | ≤ ×1.10 | ×1.08 | yes |",
+        "| Controller answering after the login prompt (TCG) | ≤ 5.0 s | +3.0 s | yes |",
+        "| Build: work after mkosi, cold | ≤ 5.0 s | 6.0 s | no |",
+        "| Build: work after mkosi, warm | ≤ 5.0 s | 4.0 s | yes |",
+        "| Build: cold build against a bare mkosi build | ≤ ×1.30 | not measured | – |",
+        "| Build: configuration-only rebuild against a cold build | ≤ ×0.30 | ×0.20 | yes |",
+    ]
+    assert [row for row in expected if row not in page] == []
 
 
 def test_a_boot_that_panicked_is_tried_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
