@@ -21,14 +21,12 @@ from builder.backup.options import Options as BackupOptions
 from builder.deploy import backup, controller, inject, wait
 from builder.deploy.context import Context, NodeFacts
 from builder.deploy.steps.base import Action, Step
-from builder.deploy.steps.image import primaries
+from builder.deploy.steps.image import primaries, write_checked
 from builder.deploy.steps.inject import DEPLOY_MANIFEST, H2_SUFFIXES, IMAGE_MANIFEST
 from builder.deploy.steps.start import running, start_vm, stop_vm
 from builder.deploy.steps.units import ENABLE, SATELLITE
 from builder.deploy.versions import needs_keep_res
 from builder.errors import die
-from builder.imagewrite import verify as verify_image
-from builder.imagewrite import write_image
 from builder.resources import render
 from builder.upgrade import apt
 from builder.upgrade.context import of
@@ -162,16 +160,10 @@ class Image(Step):
                                          "runs as zero-out requests), read it back and compare")]  # fmt: skip
 
     def apply(self, ctx: Context) -> dict[str, Any]:
-        o, f, t = ctx.options, ctx.f, of(ctx).t
-        assert o.image is not None
+        t = of(ctx).t
         refuse_if_held(ctx, t.new_resource)
-        target = device_path(ctx, t.new_resource)
-        result = write_image(o.image, target, label=f"Writing {o.image.name}")
-        if f.raw_sha256 and result.sha256 != f.raw_sha256:
-            die(f"{o.image.name} decompressed to data that does not match SHA256SUMS",
-                hint="copy the image again and check it with 'sha256sum -c SHA256SUMS'")
-        verify_image(target, result.size, result.sha256, label=f"Reading back {slots.device(t.new_resource)}")
-        with controller.connect(ctx.directory, f.appliance_endpoint) as ctrl:
+        result = write_checked(ctx, device_path(ctx, t.new_resource), slots.device(t.new_resource))
+        with controller.connect(ctx.directory, ctx.f.appliance_endpoint) as ctrl:
             definition = ctrl.resource_definition(t.new_resource)
             if definition is None or any(definition.properties.get(k) != v
                                          for k, v in controller.MIGRATION_PROPS.items()):  # fmt: skip

@@ -8,6 +8,7 @@ device is read back and compared before anything boots from it.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from builder import log
@@ -15,7 +16,7 @@ from builder.deploy import controller
 from builder.deploy.context import Context
 from builder.deploy.steps.base import Action, Step
 from builder.errors import die
-from builder.imagewrite import verify, write_image
+from builder.imagewrite import WriteResult, verify, write_image
 
 
 def refuse_if_in_use(ctx: Context) -> None:
@@ -72,6 +73,19 @@ def primaries(ctx: Context, resource: str | None = None) -> list[str]:
     return sorted(set(found))
 
 
+def write_checked(ctx: Context, target: Path, shown: str) -> WriteResult:
+    """The image onto target (a DRBD device, shown by its /dev path): what it decompressed to must match
+    SHA256SUMS, and the device read back must match that."""
+    o, f = ctx.options, ctx.f
+    assert o.image is not None
+    result = write_image(o.image, target, label=f"Writing {o.image.name}")
+    if f.raw_sha256 and result.sha256 != f.raw_sha256:
+        die(f"{o.image.name} decompressed to data that does not match SHA256SUMS",
+            hint="copy the image again and check it with 'sha256sum -c SHA256SUMS'")
+    verify(target, result.size, result.sha256, label=f"Reading back {shown}")
+    return result
+
+
 class Image(Step):
     key = "image"
     title = "Write the image to the VM disk"
@@ -102,11 +116,7 @@ class Image(Step):
         target = o.host_path(o.device)
         if not target.exists():
             die(f"{o.device} does not exist on {f.local.name}", hint="run the deploy again with --resume")
-        result = write_image(o.image, target, label=f"Writing {o.image.name}")
-        if f.raw_sha256 and result.sha256 != f.raw_sha256:
-            die(f"{o.image.name} decompressed to data that does not match SHA256SUMS",
-                hint="copy the image again and check it with 'sha256sum -c SHA256SUMS'")
-        verify(target, result.size, result.sha256, label=f"Reading back {o.device}")
+        result = write_checked(ctx, target, o.device)
         # Only now may two nodes be Primary at once (for live migration): before, a second writer could have
         # gone unnoticed while the image was written.
         with controller.connect(ctx.directory, f.host_endpoint) as ctrl:
