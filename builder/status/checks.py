@@ -47,6 +47,8 @@ class Status:
 
     # The disk resource the VM boots from (an upgrade moves it to the other slot); read by the slots check.
     booted: str | None = None
+    # The disk an upgrade pending commit keeps (the slots check): commit installs the cold-start helper again.
+    kept: str | None = None
 
     @property
     def resource(self) -> str:
@@ -141,6 +143,7 @@ def slots(s: Status) -> list[Line]:
                      f"{f' at step {step}' if step else ''})",
                      f"linstor-appliance upgrade --vmid {vmid} --resume, or --rollback")]  # fmt: skip
     if status == "completed":
+        s.kept = str(other) if other else None
         return [Line("slot", Level.warning, f"{running}; slot {other_slot} ({other}, LINSTOR "
                      f"{versions.get(other)}) is kept: the upgrade is pending commit",
                      f"keep it: linstor-appliance upgrade --vmid {vmid} --commit (or undo it: --rollback)")]
@@ -305,7 +308,8 @@ def coldstart(s: Status) -> list[Line]:
         if resource is not None and s.booted is not None and resource != s.booted:
             elsewhere.setdefault(resource, []).append(member.name)
     lines = [Line("coldstart", Level.warning, f"installed for {resource} on {', '.join(names)}, but VM {s.vmid} "
-                  f"boots from {s.booted}", "run 'linstor-appliance coldstart install' there")
+                  f"boots from {s.booted}", f"linstor-appliance upgrade --vmid {s.vmid} --commit installs it again"
+                  if resource == s.kept else "run 'linstor-appliance coldstart install' there")
              for resource, names in elsewhere.items()]  # fmt: skip
     if missing:
         lines.append(Line("coldstart", Level.warning, f"not installed on {', '.join(missing)}",
