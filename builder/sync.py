@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import allowlist, log, slots
+from builder.coldstart import remote
 from builder.deploy import controller
 from builder.deploy.context import Context, NodeFacts
 from builder.deploy.controller import Directory, Endpoint
@@ -119,8 +120,7 @@ def sync_coldstart(ctx: Context, member: ClusterNode, members: list[ClusterNode]
     if not any(ctx.transport.read_file(Node(m.name, m.ip, local=m.local), COLDSTART_MARKER) is not None
                for m in others):  # fmt: skip
         return  # not in use on this cluster: installing it is the admin's choice (README)
-    result = ctx.transport.run(node, ["linstor-appliance", "coldstart", "install"], check=False)
-    if result.returncode == 0:
+    if remote.install(ctx.transport, node).ok:
         changes.done.append(f"{member.name}: cold-start helper installed")
     else:
         changes.problems.append(f"{member.name}: 'linstor-appliance coldstart install' failed; install the "

@@ -35,7 +35,8 @@ def install(root: Path, settings: Settings) -> None:
                                  nodetool.packaged_units(root))
         nodefiles.drop_stale(root, files, record)
         nodefiles.write(root, files, record)
-        record.settings = {**settings.to_json(), "controller_vmid": ctrl.vmid}
+        # The resource too, so `linstor-appliance status` can tell a helper left waiting for another disk.
+        record.settings = {**settings.to_json(), "controller_vmid": ctrl.vmid, "resource": ctrl.resource}
         # Saved before units change, so remove can undo a half-finished install.
         record.save(root)
         nodefiles.enable_units(root, ctrl.resource, record)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from builder import allowlist
 from builder import slots as disks
+from builder.coldstart import remote as coldstart_remote
 from builder.deploy import controller, storagecfg
 from builder.deploy.controller import Directory, Endpoint
 from builder.deploy.journal import Journal
@@ -46,6 +47,8 @@ class Status:
 
     # The disk resource the VM boots from (an upgrade moves it to the other slot); read by the slots check.
     booted: str | None = None
+    # The disk an upgrade pending commit keeps (the slots check): commit installs the cold-start helper again.
+    kept: str | None = None
 
     @property
     def resource(self) -> str:
@@ -140,6 +143,7 @@ def slots(s: Status) -> list[Line]:
                      f"{f' at step {step}' if step else ''})",
                      f"linstor-appliance upgrade --vmid {vmid} --resume, or --rollback")]  # fmt: skip
     if status == "completed":
+        s.kept = str(other) if other else None
         return [Line("slot", Level.warning, f"{running}; slot {other_slot} ({other}, LINSTOR "
                      f"{versions.get(other)}) is kept: the upgrade is pending commit",
                      f"keep it: linstor-appliance upgrade --vmid {vmid} --commit (or undo it: --rollback)")]
@@ -290,6 +294,8 @@ def firewall(s: Status) -> list[Line]:
 def coldstart(s: Status) -> list[Line]:
     have: list[str] = []
     missing: list[str] = []
+    # resource -> nodes whose helper waits at boot for that disk while the VM boots another (after an upgrade).
+    elsewhere: dict[str, list[str]] = {}
     for member in s.members:
         if not member.online:
             continue
@@ -298,10 +304,17 @@ def coldstart(s: Status) -> list[Line]:
         except ApplianceError:
             marker = None
         (have if marker is not None else missing).append(member.name)
-    if not missing:
-        return [Line("coldstart", Level.ok, f"installed on {', '.join(have)}")]
-    return [Line("coldstart", Level.warning, f"not installed on {', '.join(missing)}",
-                 "run 'linstor-appliance coldstart install' there, or linstor-appliance sync")]
+        resource = coldstart_remote.recorded_resource(marker) if marker is not None else None
+        if resource is not None and s.booted is not None and resource != s.booted:
+            elsewhere.setdefault(resource, []).append(member.name)
+    lines = [Line("coldstart", Level.warning, f"installed for {resource} on {', '.join(names)}, but VM {s.vmid} "
+                  f"boots from {s.booted}", f"linstor-appliance upgrade --vmid {s.vmid} --commit installs it again"
+                  if resource == s.kept else "run 'linstor-appliance coldstart install' there")
+             for resource, names in elsewhere.items()]  # fmt: skip
+    if missing:
+        lines.append(Line("coldstart", Level.warning, f"not installed on {', '.join(missing)}",
+                          "run 'linstor-appliance coldstart install' there, or linstor-appliance sync"))
+    return lines or [Line("coldstart", Level.ok, f"installed on {', '.join(have)}")]
 
 
 def backup(s: Status) -> list[Line]:

@@ -7,6 +7,7 @@ kept until --commit), `rolled-back` (the old disk runs again), `committed` (the 
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from builder.backup import take as backups
 from builder.backup.options import DEFAULT_KEEP
 from builder.backup.options import Mode as BackupMode
 from builder.backup.options import Options as BackupOptions
+from builder.coldstart import remote as coldstart
 from builder.deploy import controller, signals, stepper, wait
 from builder.deploy import journal as journals
 from builder.deploy.controller import Directory
@@ -28,6 +30,7 @@ from builder.deploy.pve import Pve
 from builder.deploy.remote import Node, Transport
 from builder.deploy.steps import Step
 from builder.errors import ApplianceError, die
+from builder.status.checks import COLDSTART_MARKER
 from builder.upgrade import rollback
 from builder.upgrade.context import Target, UpgradeContext
 from builder.upgrade.options import Mode, Options
@@ -219,10 +222,52 @@ def commit(ctx: UpgradeContext, options: Options) -> int:
         wait.until(lambda: not device.exists(), timeout=max(ctx.timeout, 60),
                    what=f"{slots.device(t.old_resource)} going away",
                    hint=f"check 'linstor resource list -r {t.old_resource}'", interval=0.5)  # fmt: skip
+    # Before the status: a commit interrupted here is run again, and so is this.
+    reinstalled, problems = reinstall_coldstart(ctx)
     ctx.j.set_status("committed")
-    log.write(sys.stdout, f"Committed: VM {o.vmid} runs LINSTOR {t.to_version} from {t.new_resource}; the old disk "
-                          f"{t.old_resource} was deleted after a verified backup.")  # fmt: skip
+    lines = [f"Committed: VM {o.vmid} runs LINSTOR {t.to_version} from {t.new_resource}; the old disk "
+             f"{t.old_resource} was deleted after a verified backup."]  # fmt: skip
+    if reinstalled:
+        lines.append(f"The cold-start helper was installed again for {t.new_resource} on {', '.join(reinstalled)}.")
+    log.write(sys.stdout, "\n".join(lines))
+    # The commit stands (the old disk is gone); what is left is one command on each of these nodes.
+    for problem in problems:
+        log.warn(problem)
     return 0
+
+
+def reinstall_coldstart(ctx: UpgradeContext) -> tuple[list[str], list[str]]:
+    """Install the cold-start helper again where it is: it brings up, and waits for, the disk it was installed
+    for, which is gone now. Install reads the VM's configuration (the new disk) and drops what named the old one.
+    Returns the nodes where that worked, and a line for each node where it did not."""
+    t = ctx.t
+    found: list[tuple[Node, str]] = []
+    problems: list[str] = []
+    for facts in ctx.f.nodes:
+        try:
+            marker = ctx.transport.read_file(facts.node, COLDSTART_MARKER)
+        except ApplianceError as error:
+            problems.append(f"{facts.node.name}: cannot tell whether the cold-start helper is installed there "
+                            f"({error.message}); if it is, run '{shlex.join(coldstart.COMMAND)}' on "
+                            f"{facts.node.name}")  # fmt: skip
+            continue
+        if marker is not None:
+            found.append((facts.node, marker))
+    if not found:
+        return [], problems
+    done: list[str] = []
+    with log.step(f"Installing the cold-start helper again for {t.new_resource}"):
+        for node, marker in found:
+            options = coldstart.recorded_options(marker)
+            log.info(f"{node.name}: {shlex.join([*coldstart.COMMAND, *options])}")
+            outcome = coldstart.install(ctx.transport, node, options)
+            if outcome.ok:
+                done.append(node.name)
+                continue
+            problems.append(f"{node.name}: the cold-start helper there may still wait for the deleted disk "
+                            f"{t.old_resource} at boot, installing it again failed ({outcome.detail}); run "
+                            f"'{outcome.command}' on {node.name}")  # fmt: skip
+    return done, problems
 
 
 def report(ctx: UpgradeContext, steps: list[Step]) -> None:

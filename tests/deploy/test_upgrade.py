@@ -7,7 +7,10 @@ the image on that disk would.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +24,8 @@ import pytest
 from sim.cluster import SimCluster
 
 from builder import cli, sync
+from builder.coldstart import layout, nodetool
+from builder.coldstart.record import NodeRecord
 from builder.deploy.journal import Journal
 from builder.errors import ApplianceError
 from builder.status import checks
@@ -188,6 +193,147 @@ def test_upgrade_with_satellites_already_upgraded_then_commit(deployed: SimClust
     with environment(cluster, "pve1"):
         assert sync.run(cluster.root("pve1"), 100, directory=SimDirectory(cluster, "pve1")) == 0
     assert "nothing to change" in capsys.readouterr().out
+
+
+@functools.cache
+def tool_archive() -> bytes:
+    return nodetool.archive()
+
+
+def give_package(cluster: SimCluster, node: str) -> None:
+    """The part of the Debian package that matters here: the tool on the node's PATH as /usr/bin/linstor-appliance."""
+    tool = cluster.root(node) / layout.PACKAGED_TOOL
+    tool.parent.mkdir(parents=True, exist_ok=True)
+    tool.write_bytes(tool_archive())
+    tool.chmod(0o755)
+
+
+def coldstart_install(cluster: SimCluster, node: str, *options: str) -> None:
+    """`linstor-appliance coldstart install` as the admin runs it on `node`."""
+    result = cluster.run(node, "linstor-appliance", "coldstart", "install", *options, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def coldstart_install_from_zipapp(cluster: SimCluster, node: str) -> None:
+    """The same from the single-file tool on a node without the package: it copies its zipapp there."""
+    argv = [sys.executable, "-m", "builder", "coldstart", "install", "--root", str(cluster.root(node))]
+    result = subprocess.run(argv, env=cluster.env(node), cwd=PROJECT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def helper_texts(cluster: SimCluster, node: str) -> dict[str, str]:
+    """The cold-start helper's text files on `node` (the record lists them) and the record itself."""
+    root = cluster.root(node)
+    record = NodeRecord.load(root)
+    assert record is not None, node
+    return {relative: (root / relative).read_text() for relative in [*record.files, layout.NODE_RECORD]}
+
+
+def names(text: str, resource: str) -> bool:
+    """Whether `text` names `resource` (not only as the start of the other slot's name)."""
+    return re.search(re.escape(resource) + r"(?![-\w])", text) is not None
+
+
+def naming(cluster: SimCluster, node: str, resource: str) -> list[str]:
+    """Files and links under the node's /etc (without the cluster-wide /etc/pve) whose name or text names
+    `resource`."""
+    root = cluster.root(node)
+    found = []
+    for path in sorted((root / "etc").rglob("*")):
+        relative = str(path.relative_to(root))
+        if relative.startswith("etc/pve"):
+            continue
+        text = os.readlink(path) if path.is_symlink() else path.read_text(errors="replace") if path.is_file() else ""
+        if names(relative, resource) or names(text, resource):
+            found.append(relative)
+    return found
+
+
+def upgrade_pending_commit(cluster: SimCluster, images: Images, guest: Guest) -> None:
+    prepare_then_upgrade_satellites(cluster, images[1], guest)
+    assert run_upgrade(cluster, "--vmid", "100", "--image", str(images[1].compressed)) == 0
+    assert journal(cluster)["status"] == "completed"
+
+
+@pytest.mark.sim_scenario(**SCENARIO)
+def test_commit_installs_the_cold_start_helper_again_for_the_new_disk(deployed: SimCluster, images: Images,
+                                                                     guest: Guest,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = deployed
+    for node in cluster.nodes:
+        give_package(cluster, node)
+    coldstart_install(cluster, "pve1", "--boot-wait", "600")
+    # sync installs it on pve2 too, as on a node that joined (through ssh, the same way commit does).
+    with environment(cluster, "pve1"):
+        assert sync.run(cluster.root("pve1"), 100, directory=SimDirectory(cluster, "pve1")) == 0
+    assert "pve2: cold-start helper installed" in capsys.readouterr().out
+    for node in cluster.nodes:
+        assert f"After=drbd@{OLD}.target" in helper_texts(cluster, node)[layout.GATE_DROPIN], node
+    upgrade_pending_commit(cluster, images, guest)
+    # Until the commit the helper names the old disk, and status says what brings it up to date.
+    pending = [line for line in status_lines(cluster) if line.check == "coldstart"]
+    assert [(line.level.label, line.text, line.hint) for line in pending] == [
+        ("WARNING", f"installed for {OLD} on pve1, pve2, but VM 100 boots from {NEW}",
+         "linstor-appliance upgrade --vmid 100 --commit installs it again")]
+    capsys.readouterr()
+
+    assert run_upgrade(cluster, "--vmid", "100", "--commit") == 0
+
+    out, err = capsys.readouterr()
+    assert f"The cold-start helper was installed again for {NEW} on pve1, pve2." in out, out
+    assert "warning" not in err, err
+    assert journal(cluster)["status"] == "committed"
+    for node in cluster.nodes:
+        texts = helper_texts(cluster, node)
+        # After a cluster-wide outage the helper brings up, and waits for, the disk the VM boots now.
+        for dropin in (layout.GATE_DROPIN, layout.LRM_DROPIN):
+            assert f"Wants=drbd@{NEW}.target" in texts[dropin] and f"After=drbd@{NEW}.target" in texts[dropin]
+        assert [name for name, text in texts.items() if names(text, OLD)] == [], node
+        assert naming(cluster, node, OLD) == [], node
+    # Installed again as it was: pve1 keeps the boot wait its admin chose.
+    assert "BOOT_WAIT=600" in helper_texts(cluster, "pve1")[layout.SETTINGS]
+    assert "BOOT_WAIT=300" in helper_texts(cluster, "pve2")[layout.SETTINGS]
+    assert [(line.level.label, line.text) for line in status_lines(cluster) if line.check == "coldstart"] == [
+        ("OK", "installed on pve1, pve2")]
+
+
+@pytest.mark.sim_scenario(**SCENARIO)
+def test_commit_completes_when_a_node_cannot_install_the_helper_again(deployed: SimCluster, images: Images,
+                                                                      guest: Guest,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = deployed
+    give_package(cluster, "pve1")
+    coldstart_install(cluster, "pve1")
+    # pve2 got the helper from the single-file tool: it has no `linstor-appliance` command.
+    coldstart_install_from_zipapp(cluster, "pve2")
+    upgrade_pending_commit(cluster, images, guest)
+    capsys.readouterr()
+
+    assert run_upgrade(cluster, "--vmid", "100", "--commit") == 0
+
+    out, err = capsys.readouterr()
+    assert journal(cluster)["status"] == "committed"
+    assert OLD not in knows(cluster, VM)["definitions"]
+    assert f"The cold-start helper was installed again for {NEW} on pve1." in out, out
+    warnings = [line for line in err.splitlines() if line.lstrip().startswith("warning:")]
+    assert len(warnings) == 1, err
+    assert warnings[0].lstrip().startswith("warning: pve2: ")
+    assert f"still wait for the deleted disk {OLD}" in warnings[0]
+    assert warnings[0].endswith("run 'linstor-appliance coldstart install --controller-vmid 100' on pve2"), warnings[0]
+    assert f"After=drbd@{NEW}.target" in helper_texts(cluster, "pve1")[layout.GATE_DROPIN]
+    assert f"After=drbd@{OLD}.target" in helper_texts(cluster, "pve2")[layout.GATE_DROPIN]
+    # status keeps saying so until it is done.
+    lines = [line for line in status_lines(cluster) if line.check == "coldstart"]
+    assert [(line.level.label, line.text) for line in lines] == [
+        ("WARNING", f"installed for {OLD} on pve2, but VM 100 boots from {NEW}")]
+    assert "linstor-appliance coldstart install" in (lines[0].hint or "")
+
+    # The command the warning names, run there once the package is installed, clears it.
+    give_package(cluster, "pve2")
+    coldstart_install(cluster, "pve2", "--controller-vmid", "100")
+    assert f"After=drbd@{NEW}.target" in helper_texts(cluster, "pve2")[layout.GATE_DROPIN]
+    assert [(line.level.label, line.text) for line in status_lines(cluster) if line.check == "coldstart"] == [
+        ("OK", "installed on pve1, pve2")]
 
 
 @pytest.mark.sim_scenario(**SCENARIO)

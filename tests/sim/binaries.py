@@ -23,6 +23,8 @@ FAKES = {
     "curl": "curl",
     "apt-get": "apt_get",
     "apt-cache": "apt_cache",
+    # Not a fake: the tool under test, where a node has its package (see the module).
+    "linstor-appliance": "linstor_appliance",
 }
 
 LAUNCHER = """\
