@@ -2,8 +2,9 @@
 
 When nodes join or leave, four things must follow, in this order: the allowlist inside the VM (a new node
 must reach the controller before it can run anything on DRBD), the deploy's boot units (step 5) on new
-nodes, the cold-start helper where the other nodes have it, and a replica of the controller disk on every
-member (diskful while fewer than --redundancy exist, else diskless), so HA can start the VM anywhere.
+nodes, a replica of the controller disk on every member (diskful while fewer than --redundancy exist, else
+diskless), so HA can start the VM anywhere, and then the cold-start helper where the other nodes have it
+(its install wants the disk's .res file on the node).
 Each part first reads what is there and changes only what differs, so a run with nothing to do changes
 nothing. New nodes are noted in the deploy journal's step 5 record, so a rollback cleans them too.
 """
@@ -54,15 +55,17 @@ def run(root: Path, vmid: int | None, ssh_options: tuple[str, ...] = (), directo
     with log.step("Allowlist in the VM"):
         sync_allowlist(deployment, pve, members, changes)
     ctx = Context(o, pve, transport, directory or Directory(), deployment.journal)
-    with log.step("Boot units and cold-start helper on every node"):
-        for member in members:
-            if not member.online:
-                changes.problems.append(f"{member.name} is offline; run sync again once it is up")
-                continue
+    online = [m for m in members if m.online]
+    changes.problems += [f"{m.name} is offline; run sync again once it is up" for m in members if not m.online]
+    with log.step("Boot units on every node"):
+        for member in online:
             sync_units(ctx, member, changes)
-            sync_coldstart(ctx, member, members, changes)
     with log.step("Replicas of the controller disk"):
         sync_replicas(ctx, members, changes)
+    # After the replicas: the helper's install refuses a node that has no .res file of the disk yet.
+    with log.step("Cold-start helper where the other nodes have it"):
+        for member in online:
+            sync_coldstart(ctx, member, members, changes)
     for line in changes.done or ["nothing to change"]:
         print(f"  - {line}")
     for line in changes.problems:

@@ -13,6 +13,7 @@ where the real VM's controller writes every change.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import threading
@@ -26,6 +27,7 @@ from sim import guests, network
 from sim.cluster import SimCluster
 
 from builder import cli, slots
+from builder.coldstart import layout, nodetool
 from builder.deploy import inject, options, runner
 from builder.deploy.controller import Directory, Endpoint
 from builder.deploy.versions import release
@@ -214,3 +216,22 @@ def environment(cluster: SimCluster, node: str) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@functools.cache
+def tool_archive() -> bytes:
+    return nodetool.archive()
+
+
+def give_package(cluster: SimCluster, node: str) -> None:
+    """The part of the Debian package that matters here: the tool on the node's PATH as /usr/bin/linstor-appliance."""
+    tool = cluster.root(node) / layout.PACKAGED_TOOL
+    tool.parent.mkdir(parents=True, exist_ok=True)
+    tool.write_bytes(tool_archive())
+    tool.chmod(0o755)
+
+
+def coldstart_install(cluster: SimCluster, node: str, *options: str) -> None:
+    """`linstor-appliance coldstart install` as the admin runs it on `node`."""
+    result = cluster.run(node, "linstor-appliance", "coldstart", "install", *options, timeout=120)
+    assert result.returncode == 0, result.stderr

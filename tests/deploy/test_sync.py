@@ -16,7 +16,16 @@ from sim.cluster import SimCluster
 from builder import cli, status, sync
 from builder.status import options
 from deploy.fakeimage import FakeImage
-from deploy.harness import Guest, SimDirectory, deploy_args, run_deploy, state_snapshot
+from deploy.harness import (
+    Guest,
+    SimDirectory,
+    coldstart_install,
+    deploy_args,
+    environment,
+    give_package,
+    run_deploy,
+    state_snapshot,
+)
 
 pytestmark = pytest.mark.sim
 VMID = 100
@@ -25,7 +34,8 @@ RES = "linstor-appliance-100"
 
 def run_sync(cluster: SimCluster, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     capsys.readouterr()
-    code = sync.run(cluster.root("pve1"), None, directory=SimDirectory(cluster, "pve1"))
+    with environment(cluster, "pve1"):
+        code = sync.run(cluster.root("pve1"), None, directory=SimDirectory(cluster, "pve1"))
     return code, capsys.readouterr().out
 
 
@@ -51,9 +61,14 @@ def test_node_joins_then_leaves(on_node: SimCluster, image: FakeImage, guest: Gu
     assert run_deploy(on_node, deploy_args(image.compressed, redundancy=2)) == 0
     code, out = run_sync(on_node, capsys)
     assert (code, out.strip()) == (0, "- nothing to change")
+    # The cold-start helper is in use: the admin installed it on every node.
+    for node in on_node.nodes:
+        give_package(on_node, node)
+        coldstart_install(on_node, node)
 
-    # pve4 is installed, joins with pvecm add, and the admin registers it in LINSTOR.
+    # pve4 is installed (with this package), joins with pvecm add, and the admin registers it in LINSTOR.
     assert on_node.join("pve4", "10.0.0.4") == []
+    give_package(on_node, "pve4")
     with linstor.Linstor(on_node.linstor_url("10.0.0.100"), timeout=10) as lin:
         assert not any(r.is_error() for r in lin.node_create("pve4", "SATELLITE", "10.0.0.4"))
     on_node.settle()
@@ -65,6 +80,8 @@ def test_node_joins_then_leaves(on_node: SimCluster, image: FakeImage, guest: Gu
     code, out = run_sync(on_node, capsys)
     assert code == 0, out
     assert "allowlist in VM 100" in out and "pve4: diskless replica" in out and "pve4: drbd" in out
+    # One sync is enough for the helper too: it is installed once pve4 has the disk it waits for.
+    assert "pve4: cold-start helper installed" in out
     # pve4 reaches the controller: the ruleset the VM loads names it.
     assert "10.0.0.4" in allowlist_in_vm(on_node)
     # pve4 can run the VM: the disk is up there, and it comes up at boot without a controller.

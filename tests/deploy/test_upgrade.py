@@ -7,7 +7,6 @@ the image on that disk would.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -24,7 +23,7 @@ import pytest
 from sim.cluster import SimCluster
 
 from builder import cli, sync
-from builder.coldstart import layout, nodetool
+from builder.coldstart import layout
 from builder.coldstart.record import NodeRecord
 from builder.deploy.journal import Journal
 from builder.errors import ApplianceError
@@ -35,7 +34,17 @@ from builder.upgrade import runner as upgrade_runner
 from deploy import daytwo, fakeimage
 from deploy.daytwo import add_resource_group, resource_groups, stored
 from deploy.fakeimage import FakeImage
-from deploy.harness import FAIL_MIGRATION, PROJECT, Guest, SimDirectory, deploy_args, environment, run_deploy
+from deploy.harness import (
+    FAIL_MIGRATION,
+    PROJECT,
+    Guest,
+    SimDirectory,
+    coldstart_install,
+    deploy_args,
+    environment,
+    give_package,
+    run_deploy,
+)
 
 pytestmark = pytest.mark.sim
 OLD, NEW = "linstor-appliance-100", "linstor-appliance-100-b"
@@ -193,25 +202,6 @@ def test_upgrade_with_satellites_already_upgraded_then_commit(deployed: SimClust
     with environment(cluster, "pve1"):
         assert sync.run(cluster.root("pve1"), 100, directory=SimDirectory(cluster, "pve1")) == 0
     assert "nothing to change" in capsys.readouterr().out
-
-
-@functools.cache
-def tool_archive() -> bytes:
-    return nodetool.archive()
-
-
-def give_package(cluster: SimCluster, node: str) -> None:
-    """The part of the Debian package that matters here: the tool on the node's PATH as /usr/bin/linstor-appliance."""
-    tool = cluster.root(node) / layout.PACKAGED_TOOL
-    tool.parent.mkdir(parents=True, exist_ok=True)
-    tool.write_bytes(tool_archive())
-    tool.chmod(0o755)
-
-
-def coldstart_install(cluster: SimCluster, node: str, *options: str) -> None:
-    """`linstor-appliance coldstart install` as the admin runs it on `node`."""
-    result = cluster.run(node, "linstor-appliance", "coldstart", "install", *options, timeout=120)
-    assert result.returncode == 0, result.stderr
 
 
 def coldstart_install_from_zipapp(cluster: SimCluster, node: str) -> None:
