@@ -25,6 +25,11 @@ def device(name: str) -> str:
     return f"/dev/drbd/by-res/{name}/0"
 
 
+def res_file(name: str) -> str:
+    """The satellite's DRBD configuration of a disk resource, which brings it up without a controller."""
+    return f"/var/lib/linstor.d/{name}.res"
+
+
 def disk_value(name: str) -> str:
     """The VM's drive for a disk resource, as the deploy writes it (device path, on every node)."""
     return f"{device(name)},shared=1"

@@ -11,6 +11,7 @@ nothing. New nodes are noted in the deploy journal's step 5 record, so a rollbac
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from builder.status.checks import COLDSTART_MARKER, http_port
 UNIT_PROBE = ('printf "%s\\n" "$(systemctl show -p LoadState --value "drbd@$1.target" 2>/dev/null)"; '
               'systemctl is-enabled "drbd@$1.target" 2>/dev/null || systemctl is-enabled drbd.service 2>/dev/null '
               '|| true')  # fmt: skip
+# How long a node's satellite may take to write the .res file of a replica this sync made.
+RES_FILE_WAIT_S = 60
 
 
 @dataclass
@@ -123,6 +126,16 @@ def sync_coldstart(ctx: Context, member: ClusterNode, members: list[ClusterNode]
     if not any(ctx.transport.read_file(Node(m.name, m.ip, local=m.local), COLDSTART_MARKER) is not None
                for m in others):  # fmt: skip
         return  # not in use on this cluster: installing it is the admin's choice (README)
+    # A replica this sync just made gets its .res file from the satellite a moment later; the install refuses
+    # a node without it.
+    res = slots.res_file(disk_resource(ctx))
+    deadline = time.monotonic() + RES_FILE_WAIT_S
+    while ctx.transport.read_file(node, res) is None:
+        if time.monotonic() >= deadline:
+            changes.problems.append(f"{member.name}: no {res} after {RES_FILE_WAIT_S} s, so the cold-start helper "
+                                    "cannot be installed there yet; run sync again")  # fmt: skip
+            return
+        time.sleep(0.5)
     if remote.install(ctx.transport, node).ok:
         changes.done.append(f"{member.name}: cold-start helper installed")
     else:

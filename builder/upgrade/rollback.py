@@ -14,7 +14,7 @@ from builder.deploy.steps.image import primaries
 from builder.deploy.steps.start import running, start_vm, stop_vm
 from builder.errors import ApplianceError, die
 from builder.upgrade.context import of
-from builder.upgrade.steps import device_path, res_file
+from builder.upgrade.steps import device_path
 
 
 def switch_back(ctx: Context, reason: str) -> str:
@@ -65,7 +65,7 @@ def bring_up_old_disk(ctx: Context) -> None:
         if present or node.name not in saved:
             continue
         log.warn(f"{t.old_resource} is down on {node.name}: bringing it up from its kept .res file")
-        ctx.transport.write_file(node, res_file(t.old_resource), saved[node.name])
+        ctx.transport.write_file(node, slots.res_file(t.old_resource), saved[node.name])
         ctx.pve.systemctl(node, "start", f"drbd@{t.old_resource}.target", check=False)
     local = ctx.options.host_path(device)
     wait.until(local.exists, timeout=60, what=f"{device} coming up on {ctx.f.local.name}",

@@ -41,11 +41,6 @@ def device_path(ctx: Context, name: str) -> Path:
     return ctx.options.host_path(slots.device(name))
 
 
-def res_file(name: str) -> str:
-    """The satellite's DRBD configuration of a resource, which brings it up without a controller."""
-    return f"/var/lib/linstor.d/{name}.res"
-
-
 def refuse_if_held(ctx: Context, name: str) -> None:
     holders = primaries(ctx, name)
     if holders:
@@ -238,7 +233,7 @@ class Stop(Step):
                 hint=f"start it (ha-manager set vm:{o.vmid} --state started) and run the upgrade again")
         if ctx.j.fact("old_res_files") is None:
             # Kept so a switch back can bring the old disk up even if the new controller's satellites dropped it.
-            saved = {n.node.name: ctx.transport.read_file(n.node, res_file(t.old_resource)) for n in f.nodes}
+            saved = {n.node.name: ctx.transport.read_file(n.node, slots.res_file(t.old_resource)) for n in f.nodes}
             ctx.j.set_fact("old_res_files", {name: text for name, text in saved.items() if text is not None})
         ctx.j.note(self.key, stopping=True)
         stop_vm(ctx)

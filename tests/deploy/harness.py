@@ -100,7 +100,11 @@ class Guest:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.1):
-            node = self.cluster.vm_running_on(self.vmid)
+            # Looked up under the simulation's lock: its HA migration stops the VM and starts it on the target
+            # within one locked step, and a guest that caught it in between would reboot from its disk, where
+            # Proxmox VE migrates a running VM live.
+            with self.cluster.state.locked():
+                node = self.cluster.vm_running_on(self.vmid)
             try:
                 if node and not self.running:
                     self.boot(node)
