@@ -67,8 +67,7 @@ def run(root: Path, vmid: int | None, ssh_options: tuple[str, ...] = (), directo
         sync_replicas(ctx, members, changes)
     # After the replicas: the helper's install refuses a node that has no .res file of the disk yet.
     with log.step("Cold-start helper where the other nodes have it"):
-        for member in online:
-            sync_coldstart(ctx, member, members, changes)
+        sync_coldstart(ctx, online, changes)
     for line in changes.done or ["nothing to change"]:
         print(f"  - {line}")
     for line in changes.problems:
@@ -118,28 +117,31 @@ def sync_units(ctx: Context, member: ClusterNode, changes: Changes) -> None:
     changes.done.append(f"{member.name}: {unit} enabled" + (", satellite keeps its .res file" if keep else ""))
 
 
-def sync_coldstart(ctx: Context, member: ClusterNode, members: list[ClusterNode], changes: Changes) -> None:
-    node = Node(member.name, member.ip, local=member.local)
-    if ctx.transport.read_file(node, COLDSTART_MARKER) is not None:
-        return
-    others = [m for m in members if m.name != member.name and m.online]
-    if not any(ctx.transport.read_file(Node(m.name, m.ip, local=m.local), COLDSTART_MARKER) is not None
-               for m in others):  # fmt: skip
+def sync_coldstart(ctx: Context, online: list[ClusterNode], changes: Changes) -> None:
+    """Install the helper on the online nodes without it, if any other node has it."""
+    nodes = [Node(m.name, m.ip, local=m.local) for m in online]
+    without = [node for node in nodes if ctx.transport.read_file(node, COLDSTART_MARKER) is None]
+    if len(without) == len(nodes):
         return  # not in use on this cluster: installing it is the admin's choice (README)
+    res = slots.res_file(disk_resource(ctx))
+    for node in without:
+        install_coldstart(ctx, node, res, changes)
+
+
+def install_coldstart(ctx: Context, node: Node, res: str, changes: Changes) -> None:
     # A replica this sync just made gets its .res file from the satellite a moment later; the install refuses
     # a node without it.
-    res = slots.res_file(disk_resource(ctx))
     deadline = time.monotonic() + RES_FILE_WAIT_S
     while ctx.transport.read_file(node, res) is None:
         if time.monotonic() >= deadline:
-            changes.problems.append(f"{member.name}: no {res} after {RES_FILE_WAIT_S} s, so the cold-start helper "
+            changes.problems.append(f"{node.name}: no {res} after {RES_FILE_WAIT_S} s, so the cold-start helper "
                                     "cannot be installed there yet; run sync again")  # fmt: skip
             return
         time.sleep(0.5)
     if remote.install(ctx.transport, node).ok:
-        changes.done.append(f"{member.name}: cold-start helper installed")
+        changes.done.append(f"{node.name}: cold-start helper installed")
     else:
-        changes.problems.append(f"{member.name}: 'linstor-appliance coldstart install' failed; install the "
+        changes.problems.append(f"{node.name}: 'linstor-appliance coldstart install' failed; install the "
                                 "linstor-appliance package there and run it")  # fmt: skip
 
 

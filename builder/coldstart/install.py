@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from builder import log
+from builder import log, slots
 from builder.coldstart import controller, guests, layout, nodefiles, nodetool, pveconf
 from builder.coldstart.record import ClusterRecord, NodeRecord, cluster_lock
 from builder.coldstart.settings import Settings
@@ -63,8 +63,9 @@ def install(root: Path, settings: Settings) -> None:
 
 def check_resource(root: Path, node: str, resource: str) -> None:
     """The controller VM's disk must come up at boot here without LINSTOR: its .res file has to be kept."""
-    if not (root / "var/lib/linstor.d" / f"{resource}.res").exists():
-        die(f"this node has no /var/lib/linstor.d/{resource}.res, so the controller VM's disk cannot come up "
+    res = slots.res_file(resource)
+    if not (root / res.lstrip("/")).exists():
+        die(f"this node has no {res}, so the controller VM's disk cannot come up "
             "here at boot", hint=f"make the resource available here: linstor resource make-available {node} "
             f"{resource}")  # fmt: skip
     version = package_version("linstor-satellite")

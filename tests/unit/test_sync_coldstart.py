@@ -47,7 +47,7 @@ def step(nodes: Nodes) -> sync.Changes:
     members = [ClusterNode(name, f"10.0.0.{n}", online=True, local=n == 1)
                for n, name in enumerate(("pve1", "pve2", "pve4"), start=1)]  # fmt: skip
     changes = sync.Changes()
-    sync.sync_coldstart(ctx, members[2], members, changes)
+    sync.sync_coldstart(ctx, members, changes)
     return changes
 
 
